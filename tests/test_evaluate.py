@@ -1,0 +1,113 @@
+"""The harness against an independent SentEval-style computation, on a real shipped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from mteb.abstasks.retrieval import AbsTaskRetrieval
+from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+from mteb.abstasks.task_metadata import TaskMetadata
+from scipy.stats import spearmanr
+
+from syncse.evaluate import CachedEncoder, dev_scores, encode_fn_for, evaluate_reranking, evaluate_sts
+
+
+def _senteval_pairs(folder: Path, subsets: list[str]) -> tuple[list[str], list[str], list[float]]:
+    """SentEval's own reading, written separately: pooled subsets, unscored lines dropped."""
+    left, right, gold = [], [], []
+    for sub in subsets:
+        inputs = (folder / f"STS.input.{sub}.txt").read_text().splitlines()
+        golds = (folder / f"STS.gs.{sub}.txt").read_text().splitlines()
+        for text, score in zip(inputs, golds):
+            if score.strip():
+                a, b = text.split("\t")[:2]
+                left.append(a.strip())
+                right.append(b.strip())
+                gold.append(float(score))
+    return left, right, gold
+
+
+def _stsb_pairs(path: Path) -> tuple[list[str], list[str], list[float]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    return [r[5].strip() for r in rows], [r[6].strip() for r in rows], [float(r[4]) for r in rows]
+
+
+def _spearman_x100(model, left: list[str], right: list[str], gold: list[float]) -> float:
+    a = model.encode(left, convert_to_numpy=True)  # (n, dim)
+    b = model.encode(right, convert_to_numpy=True)  # (n, dim)
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return 100 * spearmanr(cosine, gold).statistic
+
+
+def test_harness_matches_senteval_computation(minilm, data_root: Path) -> None:
+    encoder = CachedEncoder(encode_fn_for(minilm), "minilm")
+    scores = evaluate_sts(encoder, data_root, ("sts16", "stsb"))
+    sts16 = _senteval_pairs(data_root / "STS16-en-test", ["answer-answer", "headlines", "plagiarism", "postediting", "question-question"])
+    stsb = _stsb_pairs(data_root / "STSBenchmark" / "sts-test.csv")
+    assert scores["sts16"] == pytest.approx(_spearman_x100(minilm, *sts16), abs=0.01)
+    assert scores["stsb"] == pytest.approx(_spearman_x100(minilm, *stsb), abs=0.01)
+    assert scores["avg"] == pytest.approx((scores["sts16"] + scores["stsb"]) / 2, abs=0.01)
+    # each distinct sentence was encoded exactly once, across both tasks
+    assert encoder.encoded == len(set(sts16[0] + sts16[1] + stsb[0] + stsb[1]))
+
+
+def test_dev_scores_use_dev_sets_only(minilm, data_root: Path) -> None:
+    scores = dev_scores(minilm, data_root)
+    assert set(scores) == {"stsb_dev", "sickr_dev", "avg"}
+    assert 60 < scores["stsb_dev"] < 100 and 60 < scores["sickr_dev"] < 100
+
+
+def test_callable_encoder_and_unknown_task(data_root: Path) -> None:
+    rng = np.random.default_rng(0)
+    encoder = CachedEncoder(lambda texts: rng.normal(size=(len(texts), 8)), "random")
+    scores = evaluate_sts(encoder, data_root, ("sts16",))
+    assert abs(scores["sts16"]) < 10  # random vectors carry no similarity
+    with pytest.raises(ValueError, match="unknown STS task"):
+        evaluate_sts(encoder, data_root, ("sts17",))
+
+
+class TinyRerankingTask(AbsTaskRetrieval):
+    """A local reranking task from STS-B dev: find each sentence's 5.0-scored partner among 4."""
+
+    metadata = TaskMetadata(
+        name="SyncseTinyReranking", type="Reranking", main_score="map_at_1000",
+        description="STS-B dev paraphrase reranking (test stand-in for the MTEB hub tasks)",
+        reference="https://arxiv.org/abs/2305.15077", dataset={"path": "local", "revision": "1"},
+        category="t2t", eval_splits=["test"], eval_langs=["eng-Latn"], date=("2017-01-01", "2017-12-31"),
+        dialect=[], domains=[], task_subtypes=[], license="cc-by-sa-4.0", annotations_creators="human-annotated",
+        modalities=["text"], sample_creation="found", bibtex_citation="",
+    )
+    data_root: Path
+
+    def load_data(self, num_proc: int | None = None, **kwargs) -> None:
+        left, right, gold = _stsb_pairs(self.data_root / "STSBenchmark" / "sts-dev.csv")
+        exact = [i for i, g in enumerate(gold) if g == 5.0][:12]
+        corpus = [{"id": f"d{i}", "text": right[i]} for i in exact]
+        queries = [{"id": f"q{i}", "text": left[i]} for i in exact]
+        top = {f"q{i}": [f"d{j}" for j in exact[k : k + 4] + exact[: max(0, k + 4 - len(exact))]] for k, i in enumerate(exact)}
+        self.dataset = {"default": {"test": RetrievalSplitData(
+            corpus=Dataset.from_list(corpus), queries=Dataset.from_list(queries),
+            relevant_docs={f"q{i}": {f"d{i}": 1} for i in exact}, top_ranked=top,
+        )}}
+        self.data_loaded = True
+
+
+def test_reranking_path_on_a_local_task(minilm, data_root: Path) -> None:
+    task = TinyRerankingTask()
+    task.data_root = data_root
+    scores = evaluate_reranking(CachedEncoder(encode_fn_for(minilm), "minilm"), [task])
+    assert set(scores) == {"SyncseTinyReranking", "avg"}
+    assert scores["avg"] > 60  # a sentence embedding ranks an exact paraphrase first most of the time
+
+
+def test_reranking_offline_says_unavailable(monkeypatch) -> None:
+    class Offline(TinyRerankingTask):
+        def load_data(self, num_proc=None, **kwargs):
+            raise ConnectionError("hub unreachable")
+
+    encoder = CachedEncoder(lambda texts: np.ones((len(texts), 2)), "ones")
+    with pytest.raises(RuntimeError, match=r"reranking tasks \['SyncseTinyReranking'\] unavailable"):
+        evaluate_reranking(encoder, [Offline()])
