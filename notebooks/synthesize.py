@@ -1,0 +1,73 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Synthesize SynCSE triplets
+# `partial`: each unlabeled sentence (NLI premises) gets an LLM positive and hard negative.
+# `scratch`: the LLM first writes the sentences (by genre and topic), then annotates them the same
+# way. The generator is `llm.backend`: the embedded llama.cpp model by default (offline, small:
+# it makes the pipeline run end to end, not data of the paper's quality), or any
+# OpenAI-compatible server. Responses are cached in `llm.cache_dir`: a rerun costs nothing.
+
+# %% tags=["parameters"]
+name = "partial"  # partial | scratch: the pipeline, and the name of its outputs
+params_file = "params.yaml"
+
+# %%
+import logging
+
+import pandas as pd
+
+from syncse.config import load_params
+from syncse.data import write_json, write_triplets
+from syncse.llm import open_client
+from syncse.synth import config_record, sample_rows, synthesize
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpx2").setLevel(logging.WARNING)
+pd.set_option("display.max_colwidth", None)
+params = load_params(params_file)
+
+# %%
+with open_client(params.llm) as client:
+    result = synthesize(name, client, params.synth, params.llm, params.seed, params.data.root)
+written = write_triplets(f"artifacts/synth/{name}.jsonl", result.triplets)
+write_json(f"metrics/synth/{name}.json", result.metrics)
+write_json(f"artifacts/synth/{name}.config.json", config_record(params.synth, params.llm))
+print(f"{written} triplets written to artifacts/synth/{name}.jsonl "
+      f"({result.metrics['kept']} of {result.metrics['requested']} requested, {result.metrics['wall_s']} s)")
+
+# %% [markdown]
+# ## Sample triplets
+
+# %%
+pd.DataFrame(sample_rows(result.triplets, 10))
+
+# %% [markdown]
+# ## Drop report
+# Every requested anchor is either kept or dropped for exactly one reason (the first that
+# applies; `positive_*` before `negative_*`). `resampled_*` in the metrics counts the
+# embedded backend's resamples of rejected outputs, by their first reason.
+
+# %%
+pd.DataFrame(result.drop_report(), columns=["reason", "count", "share"])
+
+# %%
+pd.DataFrame(result.rejected[:10], columns=["anchor", "side", "output", "reason"])
+
+# %% [markdown]
+# ## Metrics (`metrics/synth/<name>.json`)
+
+# %%
+pd.Series(result.metrics, name=name).to_frame()

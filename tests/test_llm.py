@@ -1,0 +1,193 @@
+"""The chat client against a fake OpenAI-compatible server: retries, cache, budget, secrecy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from syncse.config import LLMConfig
+from syncse.llm import (
+    BudgetTracker,
+    ChatClient,
+    ChatRequest,
+    LLMError,
+    ResponseCache,
+    RetryPolicy,
+    _retry_after,
+    open_client,
+    resolve_gguf,
+)
+from syncse.testing import FakeOpenAIServer
+
+KEY = "sk-test-SECRET-0123456789"
+FAST_RETRY = RetryPolicy(max_retries=5, base_delay_s=0.01, max_delay_s=0.05)
+
+
+def requests(n: int) -> list[ChatRequest]:
+    return [
+        ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"temperature": 1.0, "seed": i})
+        for i in range(n)
+    ]
+
+
+def client(server: FakeOpenAIServer, cache: Path, **kwargs) -> ChatClient:
+    options = {"max_in_flight": 4, "retry": FAST_RETRY, "timeout_s": 1.0, "progress": False, **kwargs}
+    return ChatClient(server.base_url, "fake-model", KEY, cache, "fake", **options)
+
+
+def first_attempt_fails(key: str, attempt: int) -> str:
+    """Each body fails once, with a fault picked by its hash, then succeeds."""
+    faults = ("429", "500", "503", "timeout", "malformed_json", "malformed_shape", "ok")
+    return faults[int(key[:8], 16) % len(faults)] if attempt == 0 else "ok"
+
+
+def test_cache_roundtrip_and_corrupt_entry_is_a_miss(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    cache.put("ab" * 32, {"x": "é"})
+    assert cache.get("ab" * 32) == {"x": "é"}
+    assert cache.get("cd" * 32) is None
+    (tmp_path / "ef").mkdir()
+    (tmp_path / "ef" / ("ef" * 32 + ".json")).write_text('{"half": ')
+    assert cache.get("ef" * 32) is None
+    assert not list(tmp_path.glob("*/.*.tmp"))
+
+
+def test_backoff_has_jitter_and_honours_retry_after() -> None:
+    policy = RetryPolicy(max_retries=3, base_delay_s=1.0, max_delay_s=4.0)
+    rng = random.Random(0)
+    delays = [policy.delay(3, None, rng) for _ in range(50)]
+    assert all(2.0 <= d <= 4.0 for d in delays) and len(set(delays)) > 1
+    assert policy.delay(0, 7.5, rng) == 7.5
+    assert _retry_after({"retry-after": "3"}) == 3.0
+    assert _retry_after({"retry-after-ms": "250"}) == 0.25
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 < _retry_after({"retry-after": later}) <= 31
+    assert _retry_after({}) is None
+
+
+def test_faults_are_retried_then_rerun_is_served_from_cache(tmp_path: Path) -> None:
+    reqs = requests(24)
+    with FakeOpenAIServer(faults=first_attempt_fails, timeout_sleep_s=2.5, api_key=KEY) as server:
+        first = client(server, tmp_path)
+        results = first.complete(reqs)
+        assert [r.content for r in results] == [f"Put differently: sentence number {i}" for i in range(24)]
+        assert first.stats.failed == 0
+        injected = sum(server.log.served.values()) - server.log.served["ok"]
+        assert first.stats.retries == injected > 0  # exactly one retry per injected fault
+        for fault in ("429", "500", "timeout", "malformed_json", "malformed_shape"):
+            assert server.log.served[fault] > 0, fault
+        attempts = sum(server.log.attempts.values())
+        again = client(server, tmp_path)
+        assert [r.content for r in again.complete(reqs)] == [r.content for r in results]
+        assert again.stats.cache_hits == 24 and sum(server.log.attempts.values()) == attempts
+        assert server.log.bad_auth == 0
+
+
+def test_persistent_failure_gives_up_with_an_error(tmp_path: Path) -> None:
+    with FakeOpenAIServer(faults=lambda key, attempt: "500") as server:
+        results = client(server, tmp_path).complete(requests(2))
+    assert all(r.content is None and r.error == "failed: HTTP 500" for r in results)
+
+
+def test_unauthorized_is_fatal(tmp_path: Path) -> None:
+    with FakeOpenAIServer(faults=lambda key, attempt: "401") as server, pytest.raises(LLMError, match="401"):
+        client(server, tmp_path).complete(requests(3))
+
+
+def test_budget_cap_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with FakeOpenAIServer() as server:
+        capped = client(server, tmp_path, max_in_flight=1, budget=BudgetTracker(max_tokens=20))
+        results = capped.complete(requests(10))
+    done = [r for r in results if r.content]
+    assert 1 <= len(done) < 10 and all(r.error == "budget" for r in results if not r.content)
+    assert capped.budget.exhausted and "budget cap reached" in caplog.text
+    assert capped.stats.skipped_budget == 10 - len(done)
+
+
+def test_api_key_never_logged_cached_or_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    caplog.set_level(logging.DEBUG)
+    with FakeOpenAIServer(faults=first_attempt_fails, api_key=KEY, timeout_sleep_s=1.0) as server:
+        cfg = LLMConfig(backend="openai", model="fake-model", base_url=server.base_url, api_key_env="SYNCSE_TEST_KEY",
+                        cache_dir=str(tmp_path / "cache"), backoff_base_s=0.01, timeout_s=0.5, progress=False)
+        with open_client(cfg) as chat:
+            chat.complete(requests(8))
+            shown = repr(chat) + str(vars(chat.stats)) + repr(cfg)
+        assert server.log.bad_auth == 0  # the key was sent...
+    assert KEY not in caplog.text and KEY not in shown  # ...and nowhere else
+    assert all(KEY not in p.read_text() for p in (tmp_path / "cache").rglob("*.json"))
+
+
+def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SYNCSE_NO_SUCH_KEY", raising=False)
+    cfg = LLMConfig(backend="openai", api_key_env="SYNCSE_NO_SUCH_KEY", cache_dir=str(tmp_path))
+    with pytest.raises(LLMError, match="SYNCSE_NO_SUCH_KEY"), open_client(cfg):
+        pass
+
+
+def test_bad_backend_and_model_name_the_allowed_set(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="embedded"), open_client(LLMConfig(backend="vllm")):
+        pass
+    with pytest.raises(ValueError, match="smollm2-135m"):
+        resolve_gguf("llama-70b", tmp_path)
+    with pytest.raises(LLMError, match="not found"):
+        resolve_gguf(str(tmp_path / "missing.gguf"), tmp_path)
+
+
+KILL_SCRIPT = """
+import sys
+from syncse.llm import ChatClient, ChatRequest, RetryPolicy
+reqs = [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(40)]
+ChatClient(sys.argv[1], "fake-model", "k", sys.argv[2], "fake", max_in_flight=2, progress=False).complete(reqs)
+"""
+
+
+def test_kill_9_mid_run_loses_only_in_flight_requests(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    with FakeOpenAIServer(latency_s=0.05) as server:
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, server.base_url, str(cache_dir)])
+        deadline = time.time() + 60
+        while len(list(cache_dir.glob("*/*.json"))) < 10 and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        saved = list(cache_dir.glob("*/*.json"))
+        assert 10 <= len(saved) < 40
+        assert all(json.loads(p.read_text())["choices"] for p in saved)  # no torn entry
+        time.sleep(0.3)  # let the server finish counting what was in flight
+        sent_before = sum(server.log.attempts.values())
+        resumed = ChatClient(server.base_url, "fake-model", "k", cache_dir, "fake", progress=False)
+        reqs = [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(40)]
+        results = resumed.complete(reqs)
+    assert resumed.stats.cache_hits == len(saved)
+    assert sum(server.log.attempts.values()) - sent_before == 40 - len(saved)
+    assert sent_before - len(saved) <= 2  # at most the requests in flight were paid twice
+    assert [r.content for r in results] == [f"Put differently: sentence number {i}" for i in range(40)]
+
+
+def test_openai_backend_talks_to_a_real_llama_cpp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `openai` path against a genuine OpenAI-compatible server (llama.cpp, via xllamacpp)."""
+    pytest.importorskip("xllamacpp")
+    from syncse.llm import EmbeddedServer, ServerSettings
+
+    gguf, _ = resolve_gguf("smollm2-135m", tmp_path)
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    with EmbeddedServer(gguf, ServerSettings()) as base_url:
+        cfg = LLMConfig(backend="openai", model="smollm", base_url=base_url, api_key_env="SYNCSE_TEST_KEY",
+                        cache_dir=str(tmp_path / "cache"), progress=False)
+        with open_client(cfg) as chat:
+            request = ChatRequest(({"role": "user", "content": "Say hello."},), {"max_tokens": 8, "seed": 1})
+            (result,) = chat.complete([request])
+    assert result.content and result.completion_tokens > 0 and not result.cached
