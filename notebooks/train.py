@@ -1,0 +1,64 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Train one variant
+# SimCSE loss (temperature 0.05) on the variant's rows: `unsup` wiki sentences (each its own
+# positive through dropout), `sup` NLI triplets (entailment positive, contradiction hard
+# negative), `partial`/`scratch` LLM-synthesized triplets. Every variant trains on the same
+# number of rows (`train.num_examples`, capped at the smallest variant's data when
+# `train.equal_rows`). The model kept is the best on the development sets
+# (mean of STS-B dev and SICK-R trial Spearman), evaluated every `train.eval_steps` steps.
+
+# %% tags=["parameters"]
+variant = "sup"  # unsup | sup | partial | scratch
+params_file = "params.yaml"
+
+# %%
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from syncse.config import load_params
+from syncse.train import train, training_rows
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+for noisy in ("httpx", "mteb", "sentence_transformers.base.model_card"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+params = load_params(params_file)
+cfg = params.train.for_variant(variant)
+cfg
+
+# %%
+rows = training_rows(variant, cfg, params.data.root, "artifacts/synth", params.seed)
+print(f"{variant}: {len(rows)} training rows, e.g. {rows[:1]}")
+
+# %%
+result = train(
+    cfg,
+    rows,
+    f"artifacts/models/{variant}",
+    data_root=params.data.root,
+    checkpoint_dir=f"artifacts/checkpoints/{variant}",
+    log_path=f"metrics/train/{variant}.csv",
+    seed=params.seed,
+)
+if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
+    Path(f"metrics/train/{variant}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+result
+
+# %%
+pd.read_csv(f"metrics/train/{variant}.csv")

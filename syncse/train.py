@@ -1,0 +1,419 @@
+"""Contrastive training of the four variants on sentence-transformers' trainer.
+
+`train` builds the encoder (`syncse.encoders`), the SimCSE loss (`syncse.losses`), evaluates on
+the development sets every `eval_steps` (mean of STS-B dev and SICK-R trial Spearman, the paper's
+rule; test sets are never read here), keeps the best model, checkpoints for resumption and
+writes a CSV log (one row per evaluation: step, mean training loss, dev scores).
+
+Multi-GPU: the same code under `accelerate launch` or `torchrun` runs DDP; with
+`gather_across_devices` the embeddings are all-gathered so the negatives grow with the GPU count.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+from sentence_transformers.sentence_transformer.modules import Dense
+from torch import nn
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from syncse import encoders
+from syncse.config import TrainConfig
+from syncse.data import Triplet, load_nli_triplets, read_triplets, wiki_sentences
+from syncse.losses import MLMAuxiliaryLoss, contrastive_loss
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("unsup", "sup", "partial", "scratch")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LOG_FIELDS = ("step", "epoch", "loss", "stsb_dev", "sickr_dev", "avg", "learning_rate", "elapsed_s")
+CONFIG_FILE = "syncse_train_config.json"  # the resolved config, beside every model and checkpoint
+DEV_FILE = "dev_scores.json"
+LOSS_STATE_FILE = "loss_state.pt"  # parameters owned by the loss (the MLM head), for resumption
+
+
+# --------------------------------------------------------------------------- data
+
+
+def variant_rows(variant: str, data_root: str | Path, synth_path: str | Path | None = None) -> list[Triplet]:
+    """Training rows of `variant`: unsup = wiki sentences (own positive), sup = NLI triplets,
+    partial/scratch = synthesized triplets read from `synth_path`."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; allowed: {VARIANTS}")
+    if variant == "unsup":
+        return [Triplet(s, s, None, "wiki") for s in wiki_sentences(data_root)]
+    if variant == "sup":
+        return [Triplet(t.premise, t.entailment, t.contradiction, "nli") for t in load_nli_triplets(data_root)]
+    if synth_path is None:
+        raise ValueError(f"variant {variant!r} needs synth_path (its synthesized triplet JSONL)")
+    return read_triplets(synth_path)
+
+
+def training_rows(
+    variant: str, cfg: TrainConfig, data_root: str | Path, synth_dir: str | Path, seed: int
+) -> list[Triplet]:
+    """The rows `variant` trains on: a seeded sample of `cfg.num_examples` of its data, capped,
+    when `cfg.equal_rows`, at the smallest variant's row count so that all four train on as many.
+
+    Synthesized triplets are read from `synth_dir/<variant>.jsonl`.
+    """
+    def rows_of(name: str) -> list[Triplet]:
+        return variant_rows(name, data_root, Path(synth_dir) / f"{name}.jsonl")
+
+    rows = rows_of(variant)
+    target = cfg.num_examples or len(rows)
+    if cfg.equal_rows:
+        available = {name: len(rows) if name == variant else len(rows_of(name)) for name in VARIANTS}
+        smallest = min(available, key=available.__getitem__)
+        if available[smallest] < target:
+            logger.warning("equal_rows: %s has only %d rows, every variant trains on %d (asked: %d)",
+                           smallest, available[smallest], available[smallest], target)
+            target = available[smallest]
+    return select_rows(rows, target, seed)
+
+
+def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Triplet]:
+    """A seeded sample of `num_examples` rows (0 = all), so every variant trains on as many."""
+    if num_examples < 0:
+        raise ValueError(f"num_examples must be >= 0 (0 = all), got {num_examples}")
+    if num_examples == 0 or num_examples >= len(rows):
+        if num_examples > len(rows):
+            logger.warning("asked for %d training rows, only %d available: using all", num_examples, len(rows))
+        return list(rows)
+    return random.Random(seed).sample(rows, num_examples)
+
+
+def to_dataset(rows: list[Triplet]) -> Dataset:
+    """Columns `anchor, positive[, negative]`; all rows must agree on having a negative."""
+    if not rows:
+        raise ValueError("no training rows: the variant's data is empty")
+    with_negative = sum(r.negative is not None for r in rows)
+    if 0 < with_negative < len(rows):
+        raise ValueError(
+            f"mismatched columns: {with_negative} of {len(rows)} rows have a negative; "
+            "expected all (triplets) or none (pairs)"
+        )
+    columns: dict[str, list[str]] = {"anchor": [r.anchor for r in rows], "positive": [r.positive for r in rows]}
+    if with_negative:
+        columns["negative"] = [r.negative for r in rows]  # type: ignore[misc]
+    return Dataset.from_dict(columns)
+
+
+# --------------------------------------------------------------------------- model and loss
+
+
+def build_model(cfg: TrainConfig) -> tuple[SentenceTransformer, SentenceTransformer]:
+    """(model trained, model evaluated and saved): the same modules, minus a train-only head."""
+    model = encoders.build_trainable(
+        cfg.base, cfg.pooler, max_seq_length=cfg.max_seq_length, attention_dropout=cfg.attention_dropout
+    )
+    if not cfg.mlp_only_train:
+        return model, model
+    if not isinstance(model[-1], Dense):
+        raise ValueError(f"mlp_only_train needs the cls pooler (a Linear+Tanh head); pooler is {cfg.pooler!r}")
+    return model, SentenceTransformer(modules=list(model)[:-1], device=str(model.device))
+
+
+def build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int = 1) -> nn.Module:
+    """SimCSE loss (MNRL, cached MNRL for large batches, or weighted), plus the MLM auxiliary.
+
+    Embeddings are gathered across devices only when there are several (`cfg.gather_across_devices`).
+    """
+    gather = cfg.gather_across_devices and world_size > 1
+    if cfg.temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {cfg.temperature}")
+    if cfg.mini_batch_size > 0:
+        if cfg.hard_negative_weight != 0.0 or cfg.mlm_weight > 0:
+            raise ValueError("mini_batch_size > 0 (cached loss) supports neither hard_negative_weight nor mlm_weight")
+        return CachedMultipleNegativesRankingLoss(
+            model, scale=1.0 / cfg.temperature, mini_batch_size=cfg.mini_batch_size,
+            gather_across_devices=gather,
+        )
+    loss = contrastive_loss(model, cfg.temperature, cfg.hard_negative_weight, gather)
+    if cfg.mlm_weight <= 0:
+        return loss
+    tokenizer = model.tokenizer
+    if tokenizer.mask_token_id is None:
+        raise ValueError(f"mlm_weight > 0 needs a tokenizer with a mask token; {cfg.base!r} has none")
+    head = encoders.masked_lm_head(cfg.base, model)
+    return MLMAuxiliaryLoss(
+        loss, head, tokenizer.mask_token_id, list(tokenizer.all_special_ids), len(tokenizer),
+        cfg.mlm_weight, cfg.mlm_probability,
+    )
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """`auto` -> bf16 where the device computes it natively (CUDA Ampere+, AVX512-BF16/AMX CPUs),
+    fp16 on older GPUs, fp32 otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: probe carefully
+    native_bf16 = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return "bf16" if native_bf16 else "fp32"  # emulated bf16 is slower than fp32
+
+
+# --------------------------------------------------------------------------- selection and logging
+
+
+class DevEvaluator(BaseEvaluator):
+    """Mean of STS-B dev and SICK-R trial Spearman x100 (the paper's selection score).
+
+    Uses `syncse.evaluate.dev_scores`; evaluates `eval_model` (the model without a train-only
+    head) when given.
+    """
+
+    def __init__(self, data_root: str | Path, eval_model: SentenceTransformer | None = None, batch_size: int = 64):
+        super().__init__()
+        self.data_root = str(data_root)
+        self.eval_model = eval_model
+        self.batch_size = batch_size
+        self.primary_metric = "avg"
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        """Dev scores `{stsb_dev, sickr_dev, avg}` of the model being trained."""
+        from syncse.evaluate import dev_scores  # mteb is heavy: import when first needed
+
+        started = time.perf_counter()
+        scores = dev_scores(self.eval_model or model, self.data_root, self.batch_size)
+        logger.info("step %s dev %s (%.1f s)", steps, scores, time.perf_counter() - started)
+        return scores
+
+
+class SelectionCallback(TrainerCallback):
+    """After each evaluation: append a log row, save the model if its dev `avg` is the best so far."""
+
+    def __init__(self, export_model: SentenceTransformer, best_dir: Path, log_path: Path, config: dict[str, Any]):
+        self.export_model = export_model
+        self.best_dir = best_dir
+        self.log_path = log_path
+        self.config = config
+        self.best = _read_json(best_dir / DEV_FILE).get("avg", -math.inf)
+        self.window_loss: float | None = None
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        """Evaluate and checkpoint at the last step too, not only every `eval_steps`."""
+        if state.global_step >= state.max_steps:
+            control.should_log = control.should_evaluate = control.should_save = True
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: Any) -> None:
+        """Remember the mean training loss of the last window."""
+        if logs and "loss" in logs:
+            self.window_loss = float(logs["loss"])
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict | None = None, **kwargs: Any) -> None:
+        """Log the row; keep the model if it beats the best dev average."""
+        if not state.is_world_process_zero or not metrics:
+            return
+        scores = {k: float(metrics[f"eval_{k}"]) for k in ("stsb_dev", "sickr_dev", "avg")}
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": self.window_loss, **scores,
+               "learning_rate": _last(state, "learning_rate"), "elapsed_s": round(time.perf_counter() - self.started, 1)}
+        _append_row(self.log_path, row)
+        if scores["avg"] > self.best:
+            self.best = scores["avg"]
+            save_model(self.export_model, self.best_dir, self.config, {**scores, "step": state.global_step})
+            logger.info("new best dev avg %.2f at step %d", self.best, state.global_step)
+
+
+def _last(state: TrainerState, key: str) -> float | None:
+    values = [entry[key] for entry in state.log_history if key in entry]
+    return values[-1] if values else None
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows after `step` (a resumed run writes them again)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as lines:
+        rows = [r for r in csv.DictReader(lines) if int(r["step"]) <= step]
+    path.unlink()
+    for row in rows:
+        _append_row(path, row)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_model(model: SentenceTransformer, path: Path, config: dict[str, Any], scores: dict[str, Any]) -> None:
+    """A SentenceTransformer directory plus the resolved config and dev scores beside it."""
+    model.save(str(path))
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    (path / DEV_FILE).write_text(json.dumps(scores, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class _Trainer(SentenceTransformerTrainer):
+    """Also checkpoints parameters owned by the loss (the MLM head), so resumption is exact."""
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        super()._save(output_dir, state_dict)
+        extra = _loss_state(self.loss, self.model)
+        if extra:
+            torch.save(extra, Path(output_dir or self.args.output_dir) / LOSS_STATE_FILE)
+
+    def _load_from_checkpoint(self, checkpoint_path: str, model: Any = None) -> None:
+        super()._load_from_checkpoint(checkpoint_path)
+        state_file = Path(checkpoint_path) / LOSS_STATE_FILE
+        if state_file.is_file():
+            self.loss.load_state_dict(torch.load(state_file, weights_only=True), strict=False)
+
+
+def _loss_state(loss: nn.Module, model: nn.Module) -> dict[str, torch.Tensor]:
+    shared = {id(t) for t in (*model.parameters(), *model.buffers())}
+    return {k: v.detach() for k, v in loss.state_dict(keep_vars=True).items() if id(v) not in shared}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    best: dict[str, float]  # dev scores (and step) of the kept model
+    steps: int
+    examples: int  # training rows used
+    train_seconds: float  # wall time of training, dev evaluations and checkpoints included
+    examples_per_second: float  # anchors per second over that wall time (all devices)
+    main_process: bool = True  # False on the other ranks of a multi-GPU run: they write nothing
+
+
+def train(
+    cfg: TrainConfig,
+    rows: list[Triplet],
+    output_dir: str | Path,
+    *,
+    data_root: str | Path,
+    checkpoint_dir: str | Path,
+    log_path: str | Path,
+    seed: int = 42,
+    resume: bool = True,
+    device: str | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> TrainResult:
+    """Train on `rows`, select on dev every `cfg.eval_steps`, write the best model to `output_dir`.
+
+    Args:
+        cfg: resolved training config (`TrainConfig.for_variant`).
+        rows: training rows (already sampled with `select_rows`).
+        output_dir: final SentenceTransformer directory (+ config and dev scores JSON).
+        data_root: data folder holding STS-B dev and SICK trial.
+        checkpoint_dir: checkpoints and the best-so-far model; resumed from when the config matches.
+        log_path: CSV log, one row per evaluation.
+        seed: seeds data order, dropout and head initialization.
+        resume: continue from the last checkpoint in `checkpoint_dir` if its config matches.
+        device: "cpu", "cuda", ...; None picks CUDA when available.
+        callbacks: extra `transformers` callbacks (progress reporting, early stopping, ...).
+    """
+    dataset = to_dataset(rows)
+    config = {**asdict(cfg), "seed": seed, "examples": len(rows)}
+    checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
+    last = _resumable_checkpoint(checkpoint_dir, config) if resume else None
+    if last is None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (checkpoint_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    torch.manual_seed(seed)  # the fresh cls head
+    model, export_model = build_model(cfg)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args = training_args(cfg, checkpoint_dir, seed, device, len(dataset))
+    callback = SelectionCallback(export_model, checkpoint_dir / "best", log_path, config)
+    trainer = _Trainer(
+        model=model, args=args, train_dataset=dataset, loss=build_loss(model, cfg, args.world_size),
+        evaluator=DevEvaluator(data_root, None if export_model is model else export_model),
+        callbacks=[callback, *(callbacks or [])],
+    )
+    if last is not None:
+        logger.info("resuming from %s", last)
+        _truncate_log(log_path, int(Path(last).name.split("-")[-1]))
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - started
+    best = _read_json(checkpoint_dir / "best" / DEV_FILE)
+    if args.process_index == 0:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        shutil.copytree(checkpoint_dir / "best", output_dir)
+    steps = trainer.state.global_step
+    throughput = round(steps * args.train_batch_size * args.world_size / seconds, 2)
+    return TrainResult(best, steps, len(rows), round(seconds, 1), throughput, args.process_index == 0)
+
+
+def training_args(cfg: TrainConfig, output_dir: Path, seed: int, device: str, num_rows: int) -> SentenceTransformerTrainingArguments:
+    """HF/sentence-transformers arguments for `cfg`: AdamW, linear decay, eval + save every `eval_steps`."""
+    precision = resolve_precision(cfg.precision, device)
+    if device == "cpu" and precision == "fp16":
+        raise ValueError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'fp32'")
+    batch_size = min(cfg.batch_size, num_rows)
+    if batch_size < cfg.batch_size:
+        logger.warning("batch_size %d is larger than the %d training rows: using %d", cfg.batch_size, num_rows, num_rows)
+    logger.info("precision %s on %s", precision, device)
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        seed=seed,
+        data_seed=seed,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.eval_steps,
+        save_total_limit=1,
+        logging_steps=cfg.eval_steps,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate in the batch would be a false negative
+        dataloader_drop_last=True,
+        report_to="none",
+        disable_tqdm=True,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _resumable_checkpoint(checkpoint_dir: Path, config: dict[str, Any]) -> str | None:
+    if not checkpoint_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(checkpoint_dir))
+    if last is None:
+        return None
+    if _read_json(checkpoint_dir / CONFIG_FILE) != json.loads(json.dumps(config)):
+        logger.warning("checkpoints in %s come from another config: starting over", checkpoint_dir)
+        return None
+    return last
+

