@@ -92,3 +92,17 @@ def test_training_size_reruns_training_not_synthesis(pipeline: Path) -> None:
 
 def test_report_settings_rerun_only_the_report(pipeline: Path) -> None:
     assert _would_run(pipeline, "report.samples", 5) == {"report"}
+
+
+def test_paper_profile_resolves_and_rewires_every_model_stage(pipeline: Path) -> None:
+    from syncse.config import load_params
+
+    raw = yaml.safe_load((pipeline / "params.yaml").read_text())
+    paper = pipeline / "paper.yaml"
+    paper.write_text(yaml.safe_dump({**raw, "profile": "paper"}))
+    params = load_params(paper)
+    assert (params.train.base, params.train.batch_size, params.train.eval_steps) == ("roberta-base", 512, 25)
+    assert (params.train.mlm_weight, params.train.pooler, params.llm.backend) == (0.1, "cls", "openai")
+    assert params.synth.exemplar_block == 1  # the paper's fresh exemplar sample per call
+    stages = _would_run(pipeline, "profile", "paper")  # dry: nothing runs, nothing is fetched
+    assert {"synthesize@partial", "synthesize@scratch", "train@sup", "evaluate_base", "report"} <= stages
