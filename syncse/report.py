@@ -12,17 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")  # figures are rendered to files and notebooks, never to a screen
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from syncse.data import Triplet  # noqa: E402
-from syncse.evaluate import TEST_TASKS  # noqa: E402
+from syncse.data import Triplet
+from syncse.evaluate import TEST_TASKS
 
 logger = logging.getLogger(__name__)
 
