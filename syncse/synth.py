@@ -238,6 +238,8 @@ def strip_wrapping(text: str) -> str:
         text = text[1:-1].strip()
     if len(text) >= 3 and text[0] in _QUOTES and text[-2] in _QUOTES and text[-1] in ".!?":
         text = text[1:-2].strip() + text[-1]
+    while text[-1:] in ("}", "]") and text.count(text[-1]) > text.count("{" if text[-1] == "}" else "["):
+        text = text[:-1].rstrip()  # a stray closer left by half-written JSON: `... measures. }`
     return text
 
 

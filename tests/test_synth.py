@@ -133,6 +133,8 @@ def test_scratch_prompt_matches_the_paper(pools: synth.PromptPools) -> None:
         ("A cat\u200b naps  in\tthe sun.", "A cat naps in the sun."),
         ("Cafe\u0301 au lait is served.", "Caf\u00e9 au lait is served."),
         ('"Stop," he said, "now."', '"Stop," he said, "now."'),
+        ('{"sentence": "A cat naps in the sun. }"}', "A cat naps in the sun."),  # seen from Qwen 0.5B
+        ("The set {a, b} is finite.", "The set {a, b} is finite."),
         ("", ""),
         ("```\n```", ""),
     ],
