@@ -12,6 +12,7 @@ Multi-GPU: the same code under `accelerate launch` or `torchrun` runs DDP; with
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -336,9 +337,12 @@ def train(
         callbacks: extra `transformers` callbacks (progress reporting, early stopping, ...).
     """
     dataset = to_dataset(rows)
-    config = {**asdict(cfg), "seed": seed, "examples": len(rows)}
+    config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows)}
     checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
     last = _resumable_checkpoint(checkpoint_dir, config) if resume else None
+    if last is not None and not log_path.is_file():
+        logger.warning("training log %s is gone (DVC removes outputs before a run): starting over", log_path)
+        last = None
     if last is None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         log_path.unlink(missing_ok=True)
@@ -404,6 +408,14 @@ def training_args(cfg: TrainConfig, output_dir: Path, seed: int, device: str, nu
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
     )
+
+
+def _rows_digest(rows: list[Triplet]) -> str:
+    """sha256 of the training rows: checkpoints of other data are never resumed."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row.anchor, row.positive, row.negative]).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _resumable_checkpoint(checkpoint_dir: Path, config: dict[str, Any]) -> str | None:

@@ -134,6 +134,19 @@ def test_resume_reaches_the_uninterrupted_state(tiny_bert: str, tiny_dev: Path, 
         assert all(torch.equal(head_straight[k], head_resumed[k]) for k in head_straight)
 
 
+def test_checkpoints_of_other_rows_or_without_a_log_are_not_resumed(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_bert)
+    run(cfg, nli_rows, tmp_path, tiny_dev, callbacks=[StopAt(2)])
+    changed = [Triplet(r.anchor, r.positive, r.negative.upper(), r.source) for r in nli_rows]  # same count, new data
+    run(cfg, changed, tmp_path, tiny_dev)
+    run(cfg, changed, tmp_path / "straight", tiny_dev)
+    fresh, straight = weights(tmp_path / "ckpt" / "checkpoint-4"), weights(tmp_path / "straight" / "ckpt" / "checkpoint-4")
+    assert all(torch.equal(fresh[k], straight[k]) for k in straight)  # started over on the new rows
+    (tmp_path / "log.csv").unlink()  # as DVC does to a stage's outputs before re-running it
+    run(cfg, changed, tmp_path, tiny_dev)
+    assert [r["step"] for r in csv.DictReader((tmp_path / "log.csv").open())] == ["2", "4"]
+
+
 def test_seeded_cpu_runs_are_deterministic(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
     cfg = tiny_config(tiny_bert, max_steps=2, precision="bf16")
     run(cfg, nli_rows, tmp_path / "a", tiny_dev)
