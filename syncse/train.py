@@ -25,24 +25,13 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from sentence_transformers import (
-    SentenceTransformer,
-    SentenceTransformerTrainer,
-    SentenceTransformerTrainingArguments,
-)
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from sentence_transformers.base.sampler import BatchSamplers
-from sentence_transformers.sentence_transformer.losses import (
-    CachedMultipleNegativesRankingLoss,
-)
+from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 from sentence_transformers.sentence_transformer.modules import Dense
 from torch import nn
-from transformers import (
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
-)
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from syncse import encoders
@@ -203,9 +192,7 @@ class DevEvaluator(BaseEvaluator):
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         """Dev scores `{stsb_dev, sickr_dev, avg}` of the model being trained."""
-        from syncse.evaluate import (
-            dev_scores,  # mteb is heavy: import when first needed
-        )
+        from syncse.evaluate import dev_scores  # mteb is heavy: import when first needed
 
         started = time.perf_counter()
         scores = dev_scores(self.eval_model or model, self.data_root, self.batch_size)
