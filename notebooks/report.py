@@ -13,7 +13,7 @@
 
 # %% [markdown]
 # # SynCSE offline study: partial vs scratch vs unsupervised vs supervised
-# STS Spearman x100 (SentEval "all", cosine) for the training base zero-shot, the four trained
+# STS Spearman x100 (SentEval "all", cosine) for the training base zero-shot, the five trained
 # variants and the shipped anchors, next to the paper's Table 2 rows (RoBERTa-base on 276k
 # GPT-3.5 triplets: a different base model and data scale, shown for orientation only).
 
@@ -30,7 +30,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from syncse import report
-from syncse.config import load_params
+from syncse.config import VARIANTS, load_params
 from syncse.data import Triplet, load_nli_triplets, read_triplets
 from syncse.encoders import load_encoder
 from syncse.evaluate import encode_fn_for
@@ -38,13 +38,14 @@ from syncse.evaluate import encode_fn_for
 logging.basicConfig(level=logging.WARNING)
 params = load_params(params_file)
 cfg = params.report
-variants = ["unsup", "sup", "partial", "scratch"]
+variants = list(VARIANTS)
 rows = {
     "base zero-shot": "base",
     "unsup-SimCSE": "unsup",
     "sup-SimCSE": "sup",
     "SynCSE-partial": "partial",
     "SynCSE-scratch": "scratch",
+    "SynCSE-mixed": "mixed",
     **{f"{name} (shipped)": name for name in [*params.evaluate.anchors, *cfg.shipped_rows]},
 }
 Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,8 @@ table = report.sts_table("metrics", rows)
 table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
 Path(f"{out_dir}/table.md").write_text(report.markdown_table(table))
 Path("metrics/table.json").write_text(json.dumps(table.loc[list(rows)].to_dict(orient="index"), indent=2) + "\n")
-print(f"training base: {params.train.base}; rows per variant: {params.train.num_examples}; profile: {params.profile}")
+print(f"training base: {params.train.base}; rows per variant: {params.train.num_examples}; profile: {params.profile}; "
+      f"mixed: {params.train.for_variant('mixed').scratch_share:.0%} scratch rows")
 display(Markdown(report.markdown_table(table)))
 
 # %%

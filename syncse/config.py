@@ -23,6 +23,9 @@ class ConfigError(ValueError):
     """A params file or section that does not match the typed config."""
 
 
+VARIANTS = ("unsup", "sup", "partial", "scratch", "mixed")  # the trained variants, in report order
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -136,6 +139,8 @@ class TrainConfig:
 
     `variants` overlays per-variant settings on these defaults, e.g.
     `{"unsup": {"lr": 3e-5, "mlp_only_train": true}}`; `for_variant` validates the result.
+    `scratch_share` is read by `mixed` only, so it is set as `variants.mixed.scratch_share`:
+    each training stage declares just its own overlay, and a new ratio re-runs `mixed` alone.
     """
 
     base: str = "gguf:smollm2-135m:6"  # encoder spec (syncse.encoders): HF name/path, ST dir, package:, gguf:
@@ -159,7 +164,15 @@ class TrainConfig:
     eval_steps: int = 8  # dev evaluation + checkpoint every N steps (and at the last step)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 on CPU/recent GPUs, else fp16)
     gather_across_devices: bool = True  # all-gather embeddings under DDP: negatives grow with GPUs
+    scratch_share: float = 0.5  # mixed: share of its rows drawn from scratch, the rest from partial
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overlays
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            raise ConfigError(f"train.variants.{unknown[0]}: unknown variant; allowed: {list(VARIANTS)}")
+        if not 0.0 <= self.scratch_share <= 1.0:
+            raise ConfigError(f"train.scratch_share: {self.scratch_share} outside the allowed range [0, 1]")
 
     def for_variant(self, variant: str) -> TrainConfig:
         """These settings with `variants[variant]` applied (validated, key names in errors)."""
@@ -230,6 +243,8 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[
 
 def parse_params(raw: dict[str, Any]) -> Params:
     """Validate a plain mapping (already profile-merged) into `Params`."""
+    if "scratch_share" in (raw.get("train") or {}):  # no stage declares it at this level: it would not re-run
+        raise ConfigError("train.scratch_share: set it per variant, as train.variants.mixed.scratch_share")
     return build(Params, raw, "")
 
 

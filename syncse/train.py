@@ -1,4 +1,4 @@
-"""Contrastive training of the four variants on sentence-transformers' trainer.
+"""Contrastive training of the five variants on sentence-transformers' trainer.
 
 `train` builds the encoder (`syncse.encoders`), the SimCSE loss (`syncse.losses`), evaluates on
 the development sets every `eval_steps` (mean of STS-B dev and SICK-R trial Spearman, the paper's
@@ -35,13 +35,12 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import get_last_checkpoint
 
 from syncse import encoders
-from syncse.config import TrainConfig
+from syncse.config import VARIANTS, TrainConfig
 from syncse.data import Triplet, load_nli_triplets, read_triplets, wiki_sentences
 from syncse.losses import MLMAuxiliaryLoss, contrastive_loss
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = ("unsup", "sup", "partial", "scratch")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LOG_FIELDS = ("step", "epoch", "loss", "stsb_dev", "sickr_dev", "avg", "learning_rate", "elapsed_s")
 CONFIG_FILE = "syncse_train_config.json"  # the resolved config, beside every model and checkpoint
@@ -52,41 +51,56 @@ LOSS_STATE_FILE = "loss_state.pt"  # parameters owned by the loss (the MLM head)
 # --------------------------------------------------------------------------- data
 
 
-def variant_rows(variant: str, data_root: str | Path, synth_path: str | Path | None = None) -> list[Triplet]:
+def variant_rows(variant: str, data_root: str | Path, synth_dir: str | Path | None = None) -> list[Triplet]:
     """Training rows of `variant`: unsup = wiki sentences (own positive), sup = NLI triplets,
-    partial/scratch = synthesized triplets read from `synth_path`."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; allowed: {VARIANTS}")
+    partial/scratch = synthesized triplets read from `synth_dir/<variant>.jsonl`. (`mixed` draws
+    from both synthesized sets: see `training_rows`.)"""
+    if variant not in VARIANTS or variant == "mixed":
+        raise ValueError(f"unknown variant {variant!r}; allowed: {[v for v in VARIANTS if v != 'mixed']}")
     if variant == "unsup":
         return [Triplet(s, s, None, "wiki") for s in wiki_sentences(data_root)]
     if variant == "sup":
         return [Triplet(t.premise, t.entailment, t.contradiction, "nli") for t in load_nli_triplets(data_root)]
-    if synth_path is None:
-        raise ValueError(f"variant {variant!r} needs synth_path (its synthesized triplet JSONL)")
-    return read_triplets(synth_path)
+    if synth_dir is None:
+        raise ValueError(f"variant {variant!r} needs synth_dir (where its synthesized triplet JSONL is)")
+    return read_triplets(Path(synth_dir) / f"{variant}.jsonl")
 
 
 def training_rows(
     variant: str, cfg: TrainConfig, data_root: str | Path, synth_dir: str | Path, seed: int
 ) -> list[Triplet]:
     """The rows `variant` trains on: a seeded sample of `cfg.num_examples` of its data, capped,
-    when `cfg.equal_rows`, at the smallest variant's row count so that all four train on as many.
+    when `cfg.equal_rows`, at the smallest variant's row count so that all train on as many.
 
-    Synthesized triplets are read from `synth_dir/<variant>.jsonl`.
+    `mixed` takes `cfg.scratch_share` of its rows from scratch and the rest from partial; it has
+    as many rows as the smaller synthesized set, so its ratio never changes the others' cap.
     """
-    def rows_of(name: str) -> list[Triplet]:
-        return variant_rows(name, data_root, Path(synth_dir) / f"{name}.jsonl")
-
-    rows = rows_of(variant)
-    target = cfg.num_examples or len(rows)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; allowed: {VARIANTS}")
+    synthesized = ("partial", "scratch")
     if cfg.equal_rows:
-        available = {name: len(rows) if name == variant else len(rows_of(name)) for name in VARIANTS}
+        needed = [name for name in VARIANTS if name != "mixed"]
+    else:
+        needed = list(synthesized) if variant == "mixed" else [variant]
+    sources = {name: variant_rows(name, data_root, synth_dir) for name in needed}
+    available = {name: len(rows) for name, rows in sources.items()}
+    if all(name in sources for name in synthesized):
+        available["mixed"] = min(available[name] for name in synthesized)
+    target = cfg.num_examples or available[variant]
+    if cfg.equal_rows:
         smallest = min(available, key=available.__getitem__)
         if available[smallest] < target:
             logger.warning("equal_rows: %s has only %d rows, every variant trains on %d (asked: %d)",
                            smallest, available[smallest], available[smallest], target)
             target = available[smallest]
-    return select_rows(rows, target, seed)
+    if variant != "mixed":
+        return select_rows(sources[variant], target, seed)
+    target = min(target, available["mixed"])
+    n_scratch = round(cfg.scratch_share * target)
+    rows = select_rows(sources["scratch"], n_scratch, seed) if n_scratch else []
+    rows += select_rows(sources["partial"], target - n_scratch, seed) if target > n_scratch else []
+    random.Random(seed).shuffle(rows)
+    return rows
 
 
 def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Triplet]:

