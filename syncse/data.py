@@ -4,11 +4,16 @@ Layouts are SentEval's (tokenized files, as SimCSE and the paper evaluate):
 `STS1x-en-test/STS.input.<subset>.txt` + `STS.gs.<subset>.txt`, `STSBenchmark/sts-<split>.csv`,
 `SICK/SICK_<split>.txt`, `SNLI/{s1,s2,labels}.<split>`. Pairs without a gold score are
 dropped, as SentEval does; every other malformed line raises `DataError` naming file and line.
+
+The training corpora shipped here are samples. SimCSE's full files, when placed in the data root
+(`nli_for_simcse.csv`: 275,601 NLI triplets; `wiki1m_for_simcse.txt`: 1M wiki sentences), replace
+them: that is the paper's setup (README, "Reproducing the paper").
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -174,9 +179,17 @@ def _read_label_columns(path: Path, order: tuple[int, int, int], header: bool) -
     return rows  # type: ignore[return-value]
 
 
+FULL_NLI = "nli_for_simcse.csv"  # SimCSE's sup training file: sent0 (premise), sent1 (entailment), hard_neg
+FULL_WIKI = "wiki1m_for_simcse.txt"  # SimCSE's unsup corpus, one sentence per line
+
+
 def load_nli_triplets(root: str | Path) -> list[NliTriplet]:
-    """(premise, entailment, contradiction) rows as sup-SimCSE builds them: for each premise,
-    its entailed and contradicted hypotheses zipped in file order."""
+    """(premise, entailment, contradiction) rows as sup-SimCSE builds them: `nli_for_simcse.csv`
+    when present in `root`, else, from the shipped samples, each premise's entailed and
+    contradicted hypotheses zipped in file order."""
+    full = Path(root) / FULL_NLI
+    if full.is_file():
+        return _read_simcse_nli(full)
     by_premise: dict[str, dict[str, list[str]]] = {}
     for premise, hypothesis, label in load_nli_pairs(root):
         by_premise.setdefault(premise, {}).setdefault(label, []).append(hypothesis)
@@ -187,18 +200,40 @@ def load_nli_triplets(root: str | Path) -> list[NliTriplet]:
     ]
 
 
+def _read_simcse_nli(path: Path) -> list[NliTriplet]:
+    logger.info("NLI triplets from the full corpus %s", path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"sent0", "sent1", "hard_neg"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path}:1: missing columns {sorted(missing)} (expected sent0,sent1,hard_neg)")
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            if not all(row.get(key) for key in ("sent0", "sent1", "hard_neg")):
+                raise DataError(f"{path}:{lineno}: empty or missing field")
+            rows.append(NliTriplet(row["sent0"].strip(), row["sent1"].strip(), row["hard_neg"].strip()))
+    return rows
+
+
 def nli_premises(root: str | Path) -> list[str]:
     """Deduplicated NLI premises in first-seen order: SynCSE-partial's unlabeled sentences."""
+    if (Path(root) / FULL_NLI).is_file():
+        return list(dict.fromkeys(t.premise for t in load_nli_triplets(root)))
     return list(dict.fromkeys(p for p, _, _ in load_nli_pairs(root) if p))
 
 
 def wiki_sentences(root: str | Path) -> list[str]:
-    """Deduplicated wiki1m sentences (unsup-SimCSE's corpus); the byte-cut last line of the
-    head sample is dropped."""
-    folder = Path(root) / "wiki1m"
-    head = (folder / "head_1280000B" / "wiki1m_for_simcse.txt").read_text(encoding="utf-8")
-    lines = head.split("\n")[:-1]  # the last piece has no newline: it was cut mid-sentence
-    lines += _read_lines(folder / "random10k_seed42" / "corpus_0.01.txt")
+    """Deduplicated wiki1m sentences (unsup-SimCSE's corpus): `wiki1m_for_simcse.txt` when present
+    in `root`, else the two shipped samples (the byte-cut last line of the head sample dropped)."""
+    full = Path(root) / FULL_WIKI
+    if full.is_file():
+        logger.info("wiki sentences from the full corpus %s", full)
+        lines = _read_lines(full)
+    else:
+        folder = Path(root) / "wiki1m"
+        head = (folder / "head_1280000B" / "wiki1m_for_simcse.txt").read_text(encoding="utf-8")
+        lines = head.split("\n")[:-1]  # the last piece has no newline: it was cut mid-sentence
+        lines += _read_lines(folder / "random10k_seed42" / "corpus_0.01.txt")
     return list(dict.fromkeys(s.strip() for s in lines if s.strip()))
 
 

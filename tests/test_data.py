@@ -39,6 +39,27 @@ def test_nli_triplets_and_unlabeled_sources(data_root: Path) -> None:
     assert not any(s.endswith("eld") for s in wiki[-10:])  # the byte-cut line ("...and eld") is gone
 
 
+def test_simcse_full_corpora_replace_the_shipped_samples(data_root: Path, tmp_path: Path) -> None:
+    """The paper's files (README: "Reproducing the paper"), built here from shipped rows."""
+    import csv
+
+    shipped = data.load_nli_triplets(data_root)[:40]
+    with (tmp_path / data.FULL_NLI).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sent0", "sent1", "hard_neg"])
+        writer.writerows([(t.premise, t.entailment, t.contradiction) for t in shipped])
+    (tmp_path / data.FULL_WIKI).write_text("\n".join(data.wiki_sentences(data_root)[:30] * 2) + "\n")
+    assert data.load_nli_triplets(tmp_path) == shipped
+    assert data.nli_premises(tmp_path) == list(dict.fromkeys(t.premise for t in shipped))
+    assert data.wiki_sentences(tmp_path) == data.wiki_sentences(data_root)[:30]
+    (tmp_path / data.FULL_NLI).write_text("sent0,sent1,hard_neg\na,b,c\nd,e,\n")
+    with pytest.raises(data.DataError, match=r"nli_for_simcse.csv:3: empty or missing field"):
+        data.load_nli_triplets(tmp_path)
+    (tmp_path / data.FULL_NLI).write_text("premise,hypothesis\na,b\n")
+    with pytest.raises(data.DataError, match=r"missing columns \['hard_neg', 'sent0', 'sent1'\]"):
+        data.nli_premises(tmp_path)
+
+
 def _sts_folder(tmp_path: Path, inputs: str, golds: str) -> Path:
     folder = tmp_path / "STS13-en-test"
     folder.mkdir()
