@@ -22,6 +22,10 @@ params_file = "params.yaml"
 out_dir = "artifacts/report"
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # before tqdm.auto loads: no widgets in a static report
+
 import json
 import logging
 from pathlib import Path
