@@ -62,7 +62,8 @@ table = report.sts_table("metrics", rows)
 table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
 Path(f"{out_dir}/table.md").write_text(report.markdown_table(table))
 Path("metrics/table.json").write_text(json.dumps(table.loc[list(rows)].to_dict(orient="index"), indent=2) + "\n")
-print(f"training base: {params.train.base}; rows per variant: {params.train.num_examples}; profile: {params.profile}; "
+trained_rows = {v: json.loads(Path(f"metrics/train/{v}.json").read_text())["examples"] for v in variants}
+print(f"training base: {params.train.base}; rows per variant: {trained_rows}; profile: {params.profile}; "
       f"mixed: {params.train.for_variant('mixed').scratch_share:.0%} scratch rows")
 display(Markdown(report.markdown_table(table)))
 
