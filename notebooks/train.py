@@ -15,13 +15,14 @@
 # # Train one variant
 # SimCSE loss (temperature 0.05) on the variant's rows: `unsup` wiki sentences (each its own
 # positive through dropout), `sup` NLI triplets (entailment positive, contradiction hard
-# negative), `partial`/`scratch` LLM-synthesized triplets. Every variant trains on the same
+# negative), `partial`/`scratch` LLM-synthesized triplets, `mixed` both (`scratch_share` of
+# its rows from scratch). Every variant trains on the same
 # number of rows (`train.num_examples`, capped at the smallest variant's data when
 # `train.equal_rows`). The model kept is the best on the development sets
 # (mean of STS-B dev and SICK-R trial Spearman), evaluated every `train.eval_steps` steps.
 
 # %% tags=["parameters"]
-variant = "sup"  # unsup | sup | partial | scratch
+variant = "sup"  # unsup | sup | partial | scratch | mixed
 params_file = "params.yaml"
 
 # %%

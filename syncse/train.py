@@ -41,6 +41,7 @@ from syncse.losses import MLMAuxiliaryLoss, contrastive_loss
 
 logger = logging.getLogger(__name__)
 
+OWN_DATA = tuple(v for v in VARIANTS if v != "mixed")  # variants with a corpus of their own; mixed draws from two
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LOG_FIELDS = ("step", "epoch", "loss", "stsb_dev", "sickr_dev", "avg", "learning_rate", "elapsed_s")
 CONFIG_FILE = "syncse_train_config.json"  # the resolved config, beside every model and checkpoint
@@ -55,8 +56,8 @@ def variant_rows(variant: str, data_root: str | Path, synth_dir: str | Path | No
     """Training rows of `variant`: unsup = wiki sentences (own positive), sup = NLI triplets,
     partial/scratch = synthesized triplets read from `synth_dir/<variant>.jsonl`. (`mixed` draws
     from both synthesized sets: see `training_rows`.)"""
-    if variant not in VARIANTS or variant == "mixed":
-        raise ValueError(f"unknown variant {variant!r}; allowed: {[v for v in VARIANTS if v != 'mixed']}")
+    if variant not in OWN_DATA:
+        raise ValueError(f"unknown variant {variant!r}; allowed: {OWN_DATA}")
     if variant == "unsup":
         return [Triplet(s, s, None, "wiki") for s in wiki_sentences(data_root)]
     if variant == "sup":
@@ -79,7 +80,7 @@ def training_rows(
         raise ValueError(f"unknown variant {variant!r}; allowed: {VARIANTS}")
     synthesized = ("partial", "scratch")
     if cfg.equal_rows:
-        needed = [name for name in VARIANTS if name != "mixed"]
+        needed = list(OWN_DATA)
     else:
         needed = list(synthesized) if variant == "mixed" else [variant]
     sources = {name: variant_rows(name, data_root, synth_dir) for name in needed}
