@@ -13,6 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: setup repro test data mpnet clean
 
 setup: $(STAMP)
+	install -D -m 644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json  # JupyterLab: notebooks/*.py open as notebooks
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
