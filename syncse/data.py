@@ -3,7 +3,9 @@
 Layouts are SentEval's (tokenized files, as SimCSE and the paper evaluate):
 `STS1x-en-test/STS.input.<subset>.txt` + `STS.gs.<subset>.txt`, `STSBenchmark/sts-<split>.csv`,
 `SICK/SICK_<split>.txt`, `SNLI/{s1,s2,labels}.<split>`. Pairs without a gold score are
-dropped, as SentEval does; every other malformed line raises `DataError` naming file and line.
+dropped, as SentEval does; every other malformed line (missing columns, an empty sentence, a gold
+score that is not a number or out of its range, an unknown NLI label) raises `DataError` naming
+file and line.
 
 The training corpora shipped here are samples. SimCSE's full files, when placed in the data root
 (`nli_for_simcse.csv`: 275,601 NLI triplets; `wiki1m_for_simcse.txt`: 1M wiki sentences), replace
@@ -18,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +38,9 @@ STS_SUBSETS: dict[str, tuple[str, ...]] = {
 STSB_SPLITS = ("train", "dev", "test")
 SICK_SPLITS = {"train": "SICK_train.txt", "trial": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
 TRIPLET_SOURCES = ("partial", "scratch", "nli", "wiki")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+STS_SCORES = (0.0, 5.0)  # gold range of STS12-16 and STS-B
+SICK_SCORES = (1.0, 5.0)  # gold range of SICK relatedness
 
 
 class DataError(ValueError):
@@ -100,7 +105,7 @@ def _read_sts_subset(folder: Path, subset: str) -> list[StsPair]:
         columns = text.split("\t")
         if len(columns) < 2:
             raise DataError(f"{inputs}:{lineno}: expected 2 tab-separated sentences")
-        pairs.append(StsPair(columns[0].strip(), columns[1].strip(), _score(gold, golds, lineno)))
+        pairs.append(_pair(columns[0], columns[1], _score(gold, golds, lineno, STS_SCORES), f"{inputs}:{lineno}"))
     return pairs
 
 
@@ -114,7 +119,7 @@ def load_stsb(root: str | Path, split: str) -> list[StsPair]:
         columns = line.split("\t")
         if len(columns) < 7:
             raise DataError(f"{path}:{lineno}: expected 7 tab-separated columns, got {len(columns)}")
-        pairs.append(StsPair(columns[5].strip(), columns[6].strip(), _score(columns[4], path, lineno)))
+        pairs.append(_pair(columns[5], columns[6], _score(columns[4], path, lineno, STS_SCORES), f"{path}:{lineno}"))
     return pairs
 
 
@@ -131,15 +136,26 @@ def load_sickr(root: str | Path, split: str) -> list[StsPair]:
         columns = line.split("\t")
         if len(columns) < 4:
             raise DataError(f"{path}:{lineno}: expected at least 4 tab-separated columns")
-        pairs.append(StsPair(columns[1].strip(), columns[2].strip(), _score(columns[3], path, lineno)))
+        pairs.append(_pair(columns[1], columns[2], _score(columns[3], path, lineno, SICK_SCORES), f"{path}:{lineno}"))
     return pairs
 
 
-def _score(text: str, path: Path, lineno: int) -> float:
+def _pair(sentence1: str, sentence2: str, score: float, where: str) -> StsPair:
+    pair = StsPair(sentence1.strip(), sentence2.strip(), score)
+    if not pair.sentence1 or not pair.sentence2:
+        raise DataError(f"{where}: empty sentence")
+    return pair
+
+
+def _score(text: str, path: Path, lineno: int, allowed: tuple[float, float]) -> float:
     try:
-        return float(text)
+        score = float(text)
     except ValueError:
         raise DataError(f"{path}:{lineno}: gold score {text.strip()!r} is not a number") from None
+    low, high = allowed
+    if not low <= score <= high:  # also rejects nan
+        raise DataError(f"{path}:{lineno}: gold score {score} outside the range [{low}, {high}]")
+    return score
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -156,16 +172,27 @@ def load_nli_pairs(root: str | Path) -> list[tuple[str, str, str]]:
     """All labelled (premise, hypothesis, label) pairs shipped: SNLI dev+test, SNLI train
     sample, MNLI matched+mismatched samples."""
     root = Path(root)
-    pairs: list[tuple[str, str, str]] = []
-    for split in ("dev", "test"):
-        s1, s2, labels = (_read_lines(root / "SNLI" / f"{name}.{split}") for name in ("s1", "s2", "labels"))
-        if not len(s1) == len(s2) == len(labels):
-            raise DataError(f"{root / 'SNLI'}: s1/s2/labels.{split} differ in length")
-        pairs += [(p.strip(), h.strip(), y.strip()) for p, h, y in zip(s1, s2, labels)]
+    pairs = [row for split in ("dev", "test") for row in _read_snli(root / "SNLI", split)]
     pairs += _read_label_columns(root / "SNLI_CAD_original" / "train.tsv", (0, 1, 2), header=True)
     for name in ("mnli_matched", "mnli_mismatched"):
         pairs += _read_label_columns(root / "MNLI_sample" / name, (1, 2, 0), header=False)
     return pairs
+
+
+def _read_snli(folder: Path, split: str) -> list[tuple[str, str, str]]:
+    """One SentEval SNLI split: three line-aligned files, `s1`, `s2` and `labels`."""
+    paths = [folder / f"{name}.{split}" for name in ("s1", "s2", "labels")]
+    files = [_read_lines(path) for path in paths]
+    lengths = [len(lines) for lines in files]
+    if len(set(lengths)) > 1:
+        raise DataError(f"{folder}: s1/s2/labels.{split} differ in length ({lengths} lines)")
+    rows = []
+    for lineno, row in enumerate(zip(*files), start=1):
+        empty = [path for path, text in zip(paths, row) if not text.strip()]
+        if empty:
+            raise DataError(f"{empty[0]}:{lineno}: empty line")
+        rows.append(_nli_row(row, f"{paths[2]}:{lineno}"))
+    return rows
 
 
 def _read_label_columns(path: Path, order: tuple[int, int, int], header: bool) -> list[tuple[str, str, str]]:
@@ -173,10 +200,20 @@ def _read_label_columns(path: Path, order: tuple[int, int, int], header: bool) -
     lines = _read_lines(path)
     for lineno, line in enumerate(lines[1:] if header else lines, start=2 if header else 1):
         columns = line.split("\t")
-        if len(columns) < 3:
-            raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns")
-        rows.append(tuple(columns[i].strip() for i in order))
-    return rows  # type: ignore[return-value]
+        if len(columns) != 3:
+            raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(columns)}")
+        rows.append(_nli_row([columns[i] for i in order], f"{path}:{lineno}"))
+    return rows
+
+
+def _nli_row(row: Sequence[str], where: str) -> tuple[str, str, str]:
+    """A stripped (premise, hypothesis, label) row; an empty sentence or an unknown label names `where`."""
+    premise, hypothesis, label = (text.strip() for text in row)
+    if label not in NLI_LABELS:
+        raise DataError(f"{where}: unknown NLI label {label!r}; allowed: {list(NLI_LABELS)}")
+    if not premise or not hypothesis:
+        raise DataError(f"{where}: empty premise or hypothesis")
+    return premise, hypothesis, label
 
 
 FULL_NLI = "nli_for_simcse.csv"  # SimCSE's sup training file: sent0 (premise), sent1 (entailment), hard_neg
@@ -208,8 +245,11 @@ def _read_simcse_nli(path: Path) -> list[NliTriplet]:
         if missing:
             raise DataError(f"{path}:1: missing columns {sorted(missing)} (expected sent0,sent1,hard_neg)")
         rows = []
-        for lineno, row in enumerate(reader, start=2):
-            if not all(row.get(key) for key in ("sent0", "sent1", "hard_neg")):
+        for row in reader:
+            lineno = reader.line_num  # the row's last physical line (a quoted field may span lines)
+            if None in row:  # DictReader files fields beyond the header under None
+                raise DataError(f"{path}:{lineno}: {len(row[None])} field(s) beyond the header's columns")
+            if not all((row.get(key) or "").strip() for key in ("sent0", "sent1", "hard_neg")):
                 raise DataError(f"{path}:{lineno}: empty or missing field")
             rows.append(NliTriplet(row["sent0"].strip(), row["sent1"].strip(), row["hard_neg"].strip()))
     return rows

@@ -97,6 +97,79 @@ def test_missing_data_says_how_to_restore(tmp_path: Path) -> None:
         data.load_stsb(tmp_path, "validation")
 
 
+NLI_FILES = [f"SNLI/{name}.{split}" for split in ("dev", "test") for name in ("s1", "s2", "labels")] + [
+    "SNLI_CAD_original/train.tsv", "MNLI_sample/mnli_matched", "MNLI_sample/mnli_mismatched"]
+STS_FILES = [f"STS13-en-test/STS.{kind}.{sub}.txt" for sub in data.STS_SUBSETS["sts13"] for kind in ("input", "gs")] + [
+    "STSBenchmark/sts-test.csv", "SICK/SICK_test_annotated.txt"]
+LOADERS = {
+    "nli": data.load_nli_pairs,
+    "sts13": lambda root: data.load_sts_year(root, "sts13"),
+    "stsb": lambda root: data.load_stsb(root, "test"),
+    "sick": lambda root: data.load_sickr(root, "test"),
+}
+
+
+@pytest.fixture
+def small_data(data_root: Path, tmp_path: Path) -> Path:
+    """The first 4 lines of every real file the NLI and STS test loaders read."""
+    for name in NLI_FILES + STS_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("\n".join((data_root / name).read_text(encoding="utf-8").split("\n")[:4]) + "\n")
+    return tmp_path
+
+
+def test_small_copies_load(small_data: Path) -> None:
+    assert [len(LOADERS[name](small_data)) for name in ("nli", "stsb", "sick")] == [4 * 2 + 3 + 4 * 2, 4, 3]
+    assert sum(len(pairs) for pairs in LOADERS["sts13"](small_data).values()) == 12
+
+
+def column(index: int, value: str):
+    """An edit that sets tab-separated column `index` of a line to `value`."""
+    return lambda line: "\t".join(value if i == index else c for i, c in enumerate(line.split("\t")))
+
+
+@pytest.mark.parametrize(
+    ("name", "lineno", "edit", "loader", "message"),
+    [
+        ("SNLI/labels.dev", 2, "entail", "nli", "unknown NLI label 'entail'; allowed: ['entailment', 'neutral', 'contradiction']"),
+        ("MNLI_sample/mnli_matched", 3, column(0, "neutrall"), "nli", "unknown NLI label 'neutrall'"),
+        ("SNLI_CAD_original/train.tsv", 2, column(2, "-"), "nli", "unknown NLI label '-'"),
+        ("SNLI_CAD_original/train.tsv", 3, "A man sleeps.\tneutral", "nli", "expected 3 tab-separated columns, got 2"),
+        ("MNLI_sample/mnli_mismatched", 4, lambda line: line + "\tneutral", "nli", "expected 3 tab-separated columns, got 4"),
+        ("MNLI_sample/mnli_mismatched", 1, column(2, " "), "nli", "empty premise or hypothesis"),
+        ("SNLI/s2.test", 2, " ", "nli", "empty line"),
+        ("STS13-en-test/STS.gs.FNWN.txt", 2, "5.2", "sts13", "gold score 5.2 outside the range [0.0, 5.0]"),
+        ("STS13-en-test/STS.gs.headlines.txt", 1, "high", "sts13", "gold score 'high' is not a number"),
+        ("STS13-en-test/STS.input.OnWN.txt", 3, column(0, ""), "sts13", "empty sentence"),
+        ("STS13-en-test/STS.input.FNWN.txt", 4, "one sentence only", "sts13", "expected 2 tab-separated sentences"),
+        ("STSBenchmark/sts-test.csv", 3, column(4, "-0.5"), "stsb", "gold score -0.5 outside the range [0.0, 5.0]"),
+        ("STSBenchmark/sts-test.csv", 2, "main-captions\tMSRvid\t2012test\t0033", "stsb", "expected 7 tab-separated columns, got 4"),
+        ("SICK/SICK_test_annotated.txt", 2, column(3, "0.5"), "sick", "gold score 0.5 outside the range [1.0, 5.0]"),
+        ("SICK/SICK_test_annotated.txt", 3, column(3, "nan"), "sick", "gold score nan outside the range [1.0, 5.0]"),
+        ("SICK/SICK_test_annotated.txt", 4, "8\tA man sleeps.", "sick", "expected at least 4 tab-separated columns"),
+        ("SICK/SICK_test_annotated.txt", 1, "6\ta\tb\t3.3\tN", "sick", "expected the header line"),
+    ],
+)
+def test_bad_data_files_name_file_and_line(small_data: Path, name: str, lineno: int, edit, loader: str, message: str) -> None:
+    path = small_data / name
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[lineno - 1] = edit(lines[lineno - 1]) if callable(edit) else edit
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        LOADERS[loader](small_data)
+    assert str(err.value).startswith(f"{path}:{lineno}: {message}")
+
+
+def test_full_nli_rows_name_their_physical_line(tmp_path: Path) -> None:
+    """A quoted field may span lines: the error names the line where the bad row ends."""
+    (tmp_path / data.FULL_NLI).write_text('sent0,sent1,hard_neg\n"a\nb",c,d\ne,f,g,h\n')
+    with pytest.raises(DataError, match=r"nli_for_simcse\.csv:4: 1 field\(s\) beyond the header's columns"):
+        data.load_nli_triplets(tmp_path)
+    (tmp_path / data.FULL_NLI).write_text('sent0,sent1,hard_neg\n"a\nb",c,d\ne, ,g\n')
+    with pytest.raises(DataError, match=r"nli_for_simcse\.csv:4: empty or missing field"):
+        data.load_nli_triplets(tmp_path)
+
+
 def test_triplets_round_trip(tmp_path: Path) -> None:
     rows = [
         Triplet("A man sleeps.", "A person rests.", "A man runs.", "partial", {"model": "m", "instruction": 2}),
