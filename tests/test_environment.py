@@ -26,6 +26,18 @@ def test_environment_yml_agrees_with_pyproject() -> None:
     assert "-e ." in pip_section
 
 
+def test_installed_versions_meet_the_declared_bounds() -> None:
+    """The suite runs on what pyproject.toml declares: no bound above what is installed here."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["dev"]]]
+    unmet = {str(r): version(r.name) for r in requirements if not r.specifier.contains(version(r.name), prereleases=True)}
+    assert not unmet, f"declared vs installed: {unmet}"
+
+
 def test_torch_is_pinned_exactly() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     torch = [r for r in project["dependencies"] if _name(r) == "torch"]
