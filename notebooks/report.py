@@ -29,6 +29,7 @@ from syncse.config import VARIANTS, load_params
 from syncse.data import Triplet, load_nli_triplets, read_triplets, write_json
 
 logging.basicConfig(level=logging.WARNING)
+revision = report.git_revision(".")  # before this notebook writes anything
 params = load_params(params_file)
 cfg = params.report
 variants = list(VARIANTS)
@@ -41,7 +42,7 @@ Path(out_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
 Path(f"{out_dir}/table.md").write_text(report.markdown_table(table))
 write_json(f"{metrics_dir}/table.json", table.loc[list(rows)].to_dict(orient="index"))
-display(Markdown(report.header_markdown(title, report.git_revision("."), dt.datetime.now(dt.UTC), params, summary)))
+display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC), params, summary)))
 
 # %% [markdown]
 # ## STS test scores
