@@ -21,14 +21,13 @@ variant = "sup"  # unsup | sup | partial | scratch | mixed
 params_file = "params.yaml"
 
 # %%
-import json
 import logging
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 
 from syncse.config import load_params
+from syncse.data import write_json
 from syncse.train import train, training_rows
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -53,7 +52,7 @@ result = train(
     seed=params.seed,
 )
 if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
-    Path(f"metrics/train/{variant}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    write_json(f"metrics/train/{variant}.json", asdict(result))
 result
 
 # %%

@@ -37,6 +37,7 @@ from sentence_transformers.sentence_transformer.modules import (
 from torch import nn
 from transformers import AutoModelForMaskedLM, GgufConfig
 
+from syncse.config import POOLERS
 from syncse.shipped import (
     ALL_MPNET_BASE_V2,
     SMOLLM2_135M,
@@ -48,7 +49,6 @@ from syncse.shipped import (
 
 logger = logging.getLogger(__name__)
 
-POOLERS = ("auto", "cls", "cls_before_pooler", "mean")
 # Known GGUF files shipped inside PyPI packages: name -> (package, file inside the package).
 SHIPPED_MODELS: dict[str, ShippedFile] = {"all-mpnet-base-v2": ALL_MPNET_BASE_V2}
 GGUF_MODELS: dict[str, ShippedFile] = {"smollm2-135m": SMOLLM2_135M}
@@ -288,6 +288,12 @@ def _st_backbone_dir(path: Path) -> Path:
     if not candidates:
         raise ValueError(f"{path}: sentence-transformers directory without a transformer config.json")
     return candidates[0]
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs that compute bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: probe carefully
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def _check_pooler(pooling: str) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 import openai
 from tqdm import tqdm
 
-from syncse.config import LLMConfig
+from syncse.config import BACKENDS, LLMConfig
 from syncse.shipped import (
     SMOLLM2_135M,
     ShippedFile,
@@ -51,7 +51,6 @@ from syncse.shipped import (
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("embedded", "openai")
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403, 404})  # every later request would fail the same way
 

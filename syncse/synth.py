@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from syncse.config import LLMConfig, SamplingConfig, SynthConfig
+from syncse.config import PARTIAL_SOURCES, LLMConfig, SamplingConfig, SynthConfig
 from syncse.data import Triplet, nli_premises, wiki_sentences
 from syncse.llm import ChatClient, ChatRequest, ChatResult
 
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 SIDES = ("positive", "negative")
 PIPELINES = ("partial", "scratch")
-PARTIAL_SOURCES = ("nli", "wiki")
 ANCHOR_REASONS = ("anchor_too_long", "anchor_too_short", "duplicate_anchor", "near_duplicate_anchor")
 OUTPUT_REASONS = ("empty", "refusal", "explanation", "too_long", "copies_anchor", "request_failed", "budget")
 DROP_REASONS = (

