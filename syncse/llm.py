@@ -8,15 +8,17 @@ inside PyPI packages.
 Robustness contract of `ChatClient.complete`:
 - at most `max_in_flight` requests at once (a thread pool, so it also runs inside a notebook's
   event loop);
-- 408/409/429/5xx, timeouts, connection errors and malformed bodies are retried with
-  exponential backoff and full jitter, honouring `Retry-After` / `retry-after-ms`;
+- 408/409/429, every 5xx but 501/505, timeouts, connection errors and malformed bodies are
+  retried with exponential backoff and equal jitter, honouring `Retry-After` / `retry-after-ms`;
 - every valid response is stored in a content-addressed cache (one file per request, written to
   a temporary file, fsynced and renamed), so a killed run loses at most the requests in flight
   and a rerun pays nothing for what it already has;
-- an optional budget cap (tokens or USD) stops sending cleanly: the remaining requests come back
-  with `error="budget"` and `BudgetTracker.exhausted` is set;
+- every paid response is recorded in a durable ledger beside the cache (`SpendLedger`), shared by
+  every stage, resumed run and concurrent worker using that cache, so an optional cap (tokens or
+  USD) bounds the total: once it is reached the remaining requests come back with
+  `error="budget"` and `BudgetTracker.exhausted` is set (the synthesis stage then fails loudly);
 - the API key is read from the environment by name, kept only inside the `openai` client, and
-  never enters a cache key, a log line, a repr or an artifact.
+  never enters a cache key, a log line, a repr or an artifact; server error text is scrubbed of it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import hashlib
 import json
 import logging
 import os
+import math
 import random
+import re
 import tempfile
 import threading
 import time
@@ -38,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import openai
-from tqdm import tqdm
 
 from syncse.config import BACKENDS, LLMConfig
+from syncse.progress import progress_bar
 from syncse.shipped import (
     SMOLLM2_135M,
     ShippedFile,
@@ -51,8 +55,11 @@ from syncse.shipped import (
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403, 404})  # every later request would fail the same way
+PERMANENT_5XX = frozenset({501, 505})  # not implemented / HTTP version: retrying cannot help
+LEDGER_FILE = "ledger.jsonl"  # beside the response cache: what every run using it has paid
+BYTES_PER_TOKEN = 3  # local token estimate for responses without `usage` (English BPE: ~4, so it over-counts)
+SECRET_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
 
 
 class LLMError(RuntimeError):
@@ -61,6 +68,15 @@ class LLMError(RuntimeError):
 
 class MalformedResponse(ValueError):
     """A 2xx response whose body is not a chat completion with a message (retried)."""
+
+
+class BudgetExceeded(LLMError):
+    """The spending cap was reached before every request was sent (paid responses stay cached)."""
+
+
+def is_retryable(status: int) -> bool:
+    """408 (timeout), 409 (conflict), 429 (rate limit) and transient 5xx are worth another try."""
+    return status in (408, 409, 429) or (500 <= status < 600 and status not in PERMANENT_5XX)
 
 
 # --------------------------------------------------------------------------- requests
@@ -100,6 +116,7 @@ class ChatResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    estimated: bool = False  # token counts estimated locally: the response carried no `usage`
 
 
 def sha256_json(value: Any) -> str:
@@ -158,11 +175,62 @@ class ResponseCache:
 # --------------------------------------------------------------------------- budget
 
 
-class BudgetTracker:
-    """Counts tokens and USD actually paid in this run and says when a cap is reached.
+class SpendLedger:
+    """What was paid, durably: one JSON line per paid response, appended to `path`.
 
-    Cache hits are free. Requests already in flight when the cap is crossed still complete,
-    so a run may overshoot by at most `max_in_flight` responses.
+    Each line is one `write` on a file opened with O_APPEND, then fsynced, so lines from concurrent
+    processes never interleave and a kill -9 loses nothing charged; the totals are always re-read
+    from the file, so every stage, resumed run and worker sharing it sees one running sum.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.tokens = 0
+        self.usd = 0.0
+        self._offset = 0
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Add the lines appended since the last read (by this or any other process)."""
+        with self._lock:
+            try:
+                with self.path.open("rb") as ledger:
+                    ledger.seek(self._offset)
+                    fresh = ledger.read()
+            except FileNotFoundError:
+                return
+            complete = fresh[: fresh.rfind(b"\n") + 1]  # a line still being written is read next time
+            self._offset += len(complete)
+            for line in complete.splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.tokens += int(entry["prompt_tokens"]) + int(entry["completion_tokens"])
+                    self.usd += float(entry["usd"])
+                except (ValueError, KeyError, TypeError):
+                    logger.warning("%s: unreadable ledger line skipped: %.80r", self.path, line)
+
+    def record(self, key: str, prompt_tokens: int, completion_tokens: int, usd: float, estimated: bool) -> None:
+        """Append one paid response (before its cache entry is written: a kill never hides a charge)."""
+        line = json.dumps({"key": key, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                           "usd": usd, "estimated": estimated, "time": round(time.time(), 3)}) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.refresh()
+
+
+class BudgetTracker:
+    """Counts tokens and USD paid and says when a cap is reached.
+
+    With a `ledger`, the caps apply to its total (every stage and run sharing the cache);
+    without one, to this tracker's own charges. Cache hits are free. Requests already in flight
+    when the cap is crossed still complete, so a run may overshoot by at most `max_in_flight`
+    responses per worker.
     """
 
     def __init__(
@@ -171,12 +239,14 @@ class BudgetTracker:
         max_usd: float | None = None,
         usd_per_1m_input: float = 0.0,
         usd_per_1m_output: float = 0.0,
+        ledger: SpendLedger | None = None,
     ) -> None:
         self.max_tokens = max_tokens
         self.max_usd = max_usd
         self.usd_per_1m_input = usd_per_1m_input
         self.usd_per_1m_output = usd_per_1m_output
-        self.paid_tokens = 0
+        self.ledger = ledger
+        self.paid_tokens = 0  # by this tracker
         self.paid_usd = 0.0
         self.exhausted = False
         self._lock = threading.Lock()
@@ -185,25 +255,50 @@ class BudgetTracker:
         """USD for a call of this size at the configured prices."""
         return (prompt_tokens * self.usd_per_1m_input + completion_tokens * self.usd_per_1m_output) / 1e6
 
+    def totals(self) -> tuple[int, float]:
+        """(tokens, USD) counted against the caps: the ledger's, or this tracker's own."""
+        if self.ledger is None:
+            return self.paid_tokens, self.paid_usd
+        self.ledger.refresh()
+        return self.ledger.tokens, self.ledger.usd
+
     def allow(self) -> bool:
         """Whether another request may be sent; logs once when the cap is first reached."""
+        if self.max_tokens is None and self.max_usd is None:
+            return True
+        tokens, usd = self.totals()
         with self._lock:
-            over_tokens = self.max_tokens is not None and self.paid_tokens >= self.max_tokens
-            over_usd = self.max_usd is not None and self.paid_usd >= self.max_usd
+            over_tokens = self.max_tokens is not None and tokens >= self.max_tokens
+            over_usd = self.max_usd is not None and usd >= self.max_usd
             if (over_tokens or over_usd) and not self.exhausted:
                 self.exhausted = True
-                logger.warning(
-                    "budget cap reached (paid %d tokens, $%.4f; caps: %s tokens, $%s): "
-                    "no further requests will be sent",
-                    self.paid_tokens, self.paid_usd, self.max_tokens, self.max_usd,
-                )
+                logger.warning("budget cap reached (paid %d tokens, $%.4f in all; caps: %s tokens, $%s): "
+                               "no further requests will be sent", tokens, usd, self.max_tokens, self.max_usd)
             return not self.exhausted
 
-    def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
-        """Record a paid (non-cached) response."""
+    def charge(self, prompt_tokens: int, completion_tokens: int, key: str = "", estimated: bool = False) -> None:
+        """Record a paid (non-cached) response, in the ledger first."""
+        usd = self.cost(prompt_tokens, completion_tokens)
+        if self.ledger is not None:
+            self.ledger.record(key, prompt_tokens, completion_tokens, usd, estimated)
         with self._lock:
             self.paid_tokens += prompt_tokens + completion_tokens
-            self.paid_usd += self.cost(prompt_tokens, completion_tokens)
+            self.paid_usd += usd
+
+    def stop_message(self, what: str, missing: int, requested: int) -> str:
+        """What a stage stopped by the cap tells its user: spent, missing, how to go on."""
+        tokens, usd = self.totals()
+        where = f" (ledger: {self.ledger.path})" if self.ledger is not None else ""
+        return (f"{what}: budget cap reached after paying {tokens:,} tokens, ${usd:.2f} in all{where}; "
+                f"caps: llm.max_budget_tokens={self.max_tokens}, llm.max_budget_usd={self.max_usd}. "
+                f"{missing:,} of {requested:,} requested rows are missing. Responses already paid for are "
+                "cached and reused: raise the cap (e.g. `dvc exp run -S llm.max_budget_usd=<more>`) and "
+                "run again to go on.")
+
+
+def estimate_tokens(text: str) -> int:
+    """A local, deliberately high token count (UTF-8 bytes / 3) for responses without `usage`."""
+    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
 
 
 # --------------------------------------------------------------------------- client
@@ -226,7 +321,7 @@ class ClientStats:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter: attempt k waits U(0.5, 1) * min(cap, base * 2**k).
+    """Exponential backoff with equal jitter: attempt k waits U(0.5, 1) * min(cap, base * 2**k).
 
     A `Retry-After` header (seconds or HTTP date; or `retry-after-ms`) overrides the computed
     delay, capped at `max_delay_s * 10`.
@@ -307,7 +402,7 @@ class ChatClient:
         results: list[ChatResult | None] = [None] * len(requests)
         pool = ThreadPoolExecutor(max_workers=self.max_in_flight)
         try:
-            with tqdm(total=len(requests), desc=desc, unit="req", disable=not self.progress) as bar:
+            with progress_bar(total=len(requests), desc=desc, unit="req", disable=not self.progress) as bar:
                 futures = {pool.submit(self._one, request): i for i, request in enumerate(requests)}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
@@ -327,7 +422,7 @@ class ChatClient:
         if cached is not None:
             with self._lock:
                 self.stats.cache_hits += 1
-            return self._result(cached, cached=True)
+            return self._result(cached, request, cached=True)
         if self._fatal is not None:
             return ChatResult(error="failed: fatal")
         if not self.budget.allow():
@@ -337,9 +432,9 @@ class ChatClient:
         response = self._send_with_retries(request)
         if isinstance(response, ChatResult):
             return response
+        result = self._result(response, request, cached=False)
+        self.budget.charge(result.prompt_tokens, result.completion_tokens, key, result.estimated)
         self.cache.put(key, response)
-        result = self._result(response, cached=False)
-        self.budget.charge(result.prompt_tokens, result.completion_tokens)
         return result
 
     def _send_with_retries(self, request: ChatRequest) -> dict[str, Any] | ChatResult:
@@ -351,9 +446,10 @@ class ChatClient:
                 return self._send(request)
             except openai.APIStatusError as err:
                 if err.status_code in FATAL_STATUS:
-                    self._fatal = LLMError(f"server refused with HTTP {err.status_code}: {_short(err.message)}")
+                    message = scrub(_short(err.message), self._openai.api_key)
+                    self._fatal = LLMError(f"server refused with HTTP {err.status_code}: {message}")
                     return ChatResult(error=f"failed: HTTP {err.status_code}")
-                if err.status_code not in RETRYABLE_STATUS:
+                if not is_retryable(err.status_code):
                     return self._give_up(f"HTTP {err.status_code}")
                 cause, retry_after = f"HTTP {err.status_code}", _retry_after(err.response.headers)
             except (openai.APITimeoutError, openai.APIConnectionError) as err:
@@ -386,16 +482,17 @@ class ChatClient:
         logger.warning("request failed after retries: %s", cause)
         return ChatResult(error=f"failed: {cause}")
 
-    def _result(self, body: dict[str, Any], cached: bool) -> ChatResult:
+    def _result(self, body: dict[str, Any], request: ChatRequest, cached: bool) -> ChatResult:
         message = body["choices"][0]["message"]
         usage = body.get("usage") or {}
-        result = ChatResult(
-            content=message.get("content"),
-            refusal=message.get("refusal"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached=cached,
-        )
+        content, refusal = message.get("content"), message.get("refusal")
+        estimated = usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None
+        if estimated:  # some compatible servers send no usage: count locally, so the budget still sees it
+            prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in request.messages)
+            completion_tokens = estimate_tokens(content or refusal or "")
+        else:
+            prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        result = ChatResult(content, refusal, None, prompt_tokens, completion_tokens, cached, estimated)
         with self._lock:
             self.stats.prompt_tokens += result.prompt_tokens
             self.stats.completion_tokens += result.completion_tokens
@@ -436,6 +533,13 @@ def _retry_after(headers: Any) -> float | None:
 
 def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """`text` without the API key or anything shaped like one (servers echo bad keys in 401s)."""
+    if secret:
+        text = text.replace(secret, "***")
+    return SECRET_PATTERN.sub("***", text)
 
 
 def read_api_key(env_var: str) -> str:
@@ -549,7 +653,8 @@ def open_client(cfg: LLMConfig) -> Iterator[ChatClient]:
         "cache_dir": cfg.cache_dir,
         "max_in_flight": cfg.max_in_flight,
         "retry": RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s),
-        "budget": BudgetTracker(cfg.max_budget_tokens, cfg.max_budget_usd, cfg.usd_per_1m_input, cfg.usd_per_1m_output),
+        "budget": BudgetTracker(cfg.max_budget_tokens, cfg.max_budget_usd, cfg.usd_per_1m_input, cfg.usd_per_1m_output,
+                                SpendLedger(Path(cfg.cache_dir) / LEDGER_FILE)),
         "timeout_s": cfg.timeout_s,
         "progress": cfg.progress,
     }

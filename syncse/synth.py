@@ -35,7 +35,7 @@ import yaml
 
 from syncse.config import PARTIAL_SOURCES, LLMConfig, SamplingConfig, SynthConfig
 from syncse.data import Triplet, nli_premises, wiki_sentences
-from syncse.llm import ChatClient, ChatRequest, ChatResult
+from syncse.llm import BudgetExceeded, ChatClient, ChatRequest, ChatResult
 
 logger = logging.getLogger(__name__)
 
@@ -604,6 +604,9 @@ def synthesize(
         result = _partial(client, cfg, pools, seed, data_root, aids, llm.reject_retries)
     else:
         result = _scratch(client, cfg, pools, seed, aids, llm.reject_retries)
+    missing = budget_missing(result)
+    if missing:  # never train on a silently truncated set: fail the stage, keep what was paid for
+        raise BudgetExceeded(client.budget.stop_message(f"synthesize {name}", missing, result.metrics["requested"]))
     result.metrics.update(run_metrics(result, client, time.perf_counter() - started))
     logger.info("%s: kept %d of %d requested; drops %s", name, len(result.triplets),
                 result.metrics["requested"], dict(result.drops))
@@ -654,11 +657,20 @@ def _scratch(
         "requested": cfg.n_scratch,
         "generation_calls": calls,
         "generation_failed": sum(1 for r in results if r.error),
+        "generation_budget": sum(1 for r in results if r.error == "budget"),
         "generated_sentences": len(parsed),
         **{f"sentences_dropped_{k}": v for k, v in sentence_drops.items()},
         **{f"resampled_{k}": v for k, v in resampled.items()},
     }
     return result
+
+
+def budget_missing(result: SynthResult) -> int:
+    """Rows lost because the budget cap stopped requests (scratch: also the sentences never generated)."""
+    missing = result.drops.get("positive_budget", 0) + result.drops.get("negative_budget", 0)
+    if result.metrics.get("generation_budget"):
+        missing += result.drops.get("shortfall", 0)
+    return missing
 
 
 def run_metrics(result: SynthResult, client: ChatClient, wall_s: float) -> dict[str, float]:

@@ -54,6 +54,8 @@ class FakeOpenAIServer:
         latency_s: sleep before answering (simulates a remote API).
         timeout_sleep_s: how long a `timeout` fault stalls before answering.
         api_key: the bearer token expected (mismatches are counted, not refused).
+        retry_after: the `Retry-After` header sent with a `429` fault.
+        usage: include the `usage` token counts (some compatible servers omit them).
 
     Example:
         >>> with FakeOpenAIServer() as server:
@@ -67,12 +69,16 @@ class FakeOpenAIServer:
         latency_s: float = 0.0,
         timeout_sleep_s: float = 2.0,
         api_key: str = "sk-test",
+        retry_after: str = "0.01",
+        usage: bool = True,
     ) -> None:
         self.responder = responder
         self.faults = faults
         self.latency_s = latency_s
         self.timeout_sleep_s = timeout_sleep_s
         self.api_key = api_key
+        self.retry_after = retry_after
+        self.usage = usage
         self.log = FakeLog()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
@@ -104,8 +110,9 @@ class FakeOpenAIServer:
             self.log.served[fault] += 1
             self.log.bad_auth += auth != f"Bearer {self.api_key}"
         if fault in ("401", "429", "500", "503"):
-            headers = {"Retry-After": "0.01"} if fault == "429" else {}
-            return int(fault), headers, json.dumps({"error": {"message": f"injected {fault}"}}).encode(), 0.0
+            headers = {"Retry-After": self.retry_after} if fault == "429" else {}
+            message = f"Incorrect API key provided: {auth.removeprefix('Bearer ')}" if fault == "401" else f"injected {fault}"
+            return int(fault), headers, json.dumps({"error": {"message": message}}).encode(), 0.0
         if fault == "malformed_json":
             return 200, {}, b'{"choices": [ {"message": ', 0.0
         if fault == "malformed_shape":
@@ -116,7 +123,10 @@ class FakeOpenAIServer:
             message["content"] = REFUSAL_TEXT
         if fault == "api_refusal":
             message = {"role": "assistant", "content": None, "refusal": REFUSAL_TEXT}
-        return 200, {}, json.dumps(_completion(body, message)).encode(), stall
+        completion = _completion(body, message)
+        if not self.usage:
+            del completion["usage"]
+        return 200, {}, json.dumps(completion).encode(), stall
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -24,7 +24,9 @@ from syncse.llm import (
     LLMError,
     ResponseCache,
     RetryPolicy,
+    SpendLedger,
     _retry_after,
+    is_retryable,
     open_client,
     resolve_gguf,
 )
@@ -100,9 +102,41 @@ def test_persistent_failure_gives_up_with_an_error(tmp_path: Path) -> None:
     assert all(r.content is None and r.error == "failed: HTTP 500" for r in results)
 
 
-def test_unauthorized_is_fatal(tmp_path: Path) -> None:
-    with FakeOpenAIServer(faults=lambda key, attempt: "401") as server, pytest.raises(LLMError, match="401"):
+def test_unauthorized_is_fatal_and_the_echoed_key_is_scrubbed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with FakeOpenAIServer(faults=lambda key, attempt: "401", api_key=KEY) as server, pytest.raises(LLMError, match="401") as refused:
         client(server, tmp_path).complete(requests(3))
+    assert "Incorrect API key provided: ***" in str(refused.value)  # the server echoed the key; we do not
+    assert KEY not in str(refused.value) and KEY not in caplog.text
+
+
+def test_transient_statuses_are_retried_and_permanent_ones_not() -> None:
+    assert all(is_retryable(status) for status in (408, 409, 429, 500, 502, 503, 504, 520, 529))
+    assert not any(is_retryable(status) for status in (400, 401, 403, 404, 422, 501, 505))
+
+
+def test_retry_after_from_the_server_is_waited_for(tmp_path: Path) -> None:
+    """A 429 with `Retry-After: 2` holds the retry back for at least 2 s (the backoff alone: 10 ms)."""
+    rate_limited_once = lambda key, attempt: "429" if attempt == 0 else "ok"  # noqa: E731
+    with FakeOpenAIServer(faults=rate_limited_once, retry_after="2") as server:
+        started = time.monotonic()
+        results = client(server, tmp_path, retry=RetryPolicy(2, base_delay_s=0.01, max_delay_s=1.0)).complete(requests(1))
+        waited = time.monotonic() - started
+    assert results[0].content and server.log.served["429"] == 1
+    assert waited >= 2.0
+
+
+def test_ledger_is_shared_by_concurrent_processes(tmp_path: Path) -> None:
+    """Two processes append 200 charges each to one ledger: no line is lost or torn, and a
+    reader (a later stage or a resumed run) sees the sum of both."""
+    script = ("import sys\nfrom syncse.llm import SpendLedger\nledger = SpendLedger(sys.argv[1])\n"
+              "for i in range(200):\n    ledger.record(f'{sys.argv[2]}-{i}', 10, 5, 0.001, False)\n")
+    path = tmp_path / "ledger.jsonl"
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(path), name]) for name in ("a", "b")]
+    assert [worker.wait() for worker in workers] == [0, 0]
+    ledger = SpendLedger(path)
+    assert ledger.tokens == 400 * 15 and ledger.usd == pytest.approx(0.4)
+    assert len({json.loads(line)["key"] for line in path.read_text().splitlines()}) == 400
 
 
 def test_budget_cap_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -148,9 +182,10 @@ def test_bad_backend_and_model_name_the_allowed_set(tmp_path: Path) -> None:
 
 KILL_SCRIPT = """
 import sys
-from syncse.llm import ChatClient, ChatRequest, RetryPolicy
+from syncse.llm import BudgetTracker, ChatClient, ChatRequest, SpendLedger
 reqs = [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(40)]
-ChatClient(sys.argv[1], "fake-model", "k", sys.argv[2], "fake", max_in_flight=2, progress=False).complete(reqs)
+budget = BudgetTracker(ledger=SpendLedger(sys.argv[2] + "/ledger.jsonl"))
+ChatClient(sys.argv[1], "fake-model", "k", sys.argv[2], "fake", max_in_flight=2, budget=budget, progress=False).complete(reqs)
 """
 
 
@@ -166,6 +201,8 @@ def test_kill_9_mid_run_loses_only_in_flight_requests(tmp_path: Path) -> None:
         saved = list(cache_dir.glob("*/*.json"))
         assert 10 <= len(saved) < 40
         assert all(json.loads(p.read_text())["choices"] for p in saved)  # no torn entry
+        charged = {json.loads(line)["key"] for line in (cache_dir / "ledger.jsonl").read_text().splitlines()}
+        assert {p.stem for p in saved} <= charged and len(charged) <= len(saved) + 2  # every kept response was charged
         time.sleep(0.3)  # let the server finish counting what was in flight
         sent_before = sum(server.log.attempts.values())
         resumed = ChatClient(server.base_url, "fake-model", "k", cache_dir, "fake", progress=False)

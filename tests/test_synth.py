@@ -15,7 +15,7 @@ import pytest
 from syncse import synth
 from syncse.config import LLMConfig, SynthConfig
 from syncse.data import read_triplets, write_triplets
-from syncse.llm import open_client
+from syncse.llm import BudgetExceeded, open_client
 from syncse.testing import FakeOpenAIServer
 
 PAPER_POSITIVE = [
@@ -300,15 +300,40 @@ def asdict_row(t: Any) -> tuple[str, str, str | None]:
     return (t.anchor, t.positive, t.negative)
 
 
-def test_budget_cap_stops_the_pipeline_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_budget_across_stages_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cap bounds what both stages and every resumed run pay together (the ledger beside the
+    cache); reaching it fails the stage with what was spent, what is missing and how to go on."""
     monkeypatch.setattr(synth, "nli_premises", lambda root: ANCHORS)
     monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    cfg = SynthConfig(n_partial=len(ANCHORS), n_scratch=12, sentences_per_call=5, exemplar_block=4)
     with FakeOpenAIServer(responder, api_key=KEY) as server:
-        result = run("partial", fake_llm(server, tmp_path, max_budget_tokens=1500, max_in_flight=1),
-                     SynthConfig(n_partial=len(ANCHORS), exemplar_block=4))
+        with pytest.raises(BudgetExceeded) as stopped:
+            run("partial", fake_llm(server, tmp_path, max_budget_tokens=1500, max_in_flight=1), cfg)
+        message = str(stopped.value)
+        assert re.search(r"paying 1,[5-9]\d\d tokens", message) and "ledger.jsonl" in message
+        assert re.search(rf"\d+ of {len(ANCHORS)} requested rows are missing", message)
+        assert "llm.max_budget_usd" in message and "cached and reused" in message
+        sent = sum(server.log.attempts.values())
+        with pytest.raises(BudgetExceeded, match="synthesize scratch"):  # a new process, the other stage: same total
+            run("scratch", fake_llm(server, tmp_path, max_budget_tokens=1500, max_in_flight=1), cfg)
+        assert sum(server.log.attempts.values()) == sent  # nothing more was sent
+        result = run("partial", fake_llm(server, tmp_path, max_budget_tokens=10**6), cfg)  # the cap raised: go on
     accounted(result)
-    assert result.metrics["budget_exhausted"] == 1
-    assert result.drops["negative_budget"] + result.drops["positive_budget"] > 0 and result.triplets
+    assert result.metrics["kept"] == len(ANCHORS) and result.metrics["cache_hits"] > 0
+    assert max(server.log.attempts.values()) == 1  # what was paid for was never asked again
+    ledger = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
+    paid = sum(server.log.attempts.values())
+    assert len(ledger) == paid and len({entry["key"] for entry in ledger}) == paid  # one line per paid response
+
+
+def test_responses_without_usage_are_charged_from_a_local_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synth, "nli_premises", lambda root: ANCHORS)
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    with FakeOpenAIServer(responder, api_key=KEY, usage=False) as server, pytest.raises(BudgetExceeded):
+        run("partial", fake_llm(server, tmp_path, max_budget_tokens=1500, max_in_flight=1),
+            SynthConfig(n_partial=len(ANCHORS), exemplar_block=4))
+    ledger = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
+    assert ledger and all(e["estimated"] and e["prompt_tokens"] > 20 and e["completion_tokens"] > 0 for e in ledger)
 
 
 def test_scratch_generates_parses_and_annotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
