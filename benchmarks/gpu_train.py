@@ -21,8 +21,8 @@ The base is `--base` (default the whole SmolLM2-135M, pretrained weights from it
 `--base`) with random weights: the same shapes and FLOPs, for a machine the GGUF cannot reach.
 
     python benchmarks/gpu_train.py                                   # CUDA, SmolLM2-135M, batch 512
-    python benchmarks/gpu_train.py --export-architecture .gpu/smollm2-135m
-    python benchmarks/gpu_train.py --architecture .gpu/smollm2-135m  # random weights, same shapes
+    python benchmarks/gpu_train.py --export-architecture .gpu/run/smollm2-135m
+    python benchmarks/gpu_train.py --architecture .gpu/run/smollm2-135m  # random weights, same shapes
     python benchmarks/gpu_train.py --device cpu --tiny --architecture DIR --precisions bf16 --steps 3
 """
 
