@@ -32,11 +32,14 @@ import os
 import math
 import random
 import re
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +171,115 @@ class ResponseCache:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def has(self, key: str) -> bool:
+        """Whether an entry for `key` exists (without reading it)."""
+        return self._path(key).is_file()
+
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json"))
+
+
+# --------------------------------------------------------------------------- claims (several workers)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+class RequestClaims:
+    """Lock files by content hash, so that workers sharing a cache folder never send one request twice.
+
+    A worker claims a request by creating `<dir>/<key[:2]>/<key>.lock` with O_CREAT | O_EXCL (atomic,
+    also on NFS v3+), holding its host, pid and a per-process token; it refreshes the file's mtime on
+    every attempt and removes it once the response is cached (or given up). A claim is stale, and
+    taken over, when its owner ran on this host and is gone (kill -9), or when it was not refreshed
+    for `stale_s` seconds (a dead machine).
+    """
+
+    def __init__(self, directory: str | Path, stale_s: float = 600.0) -> None:
+        self.directory = Path(directory)
+        self.stale_s = stale_s
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.lock"
+
+    def acquire(self, key: str) -> bool:
+        """Claim `key`; False while another live worker (or another thread here) holds it."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a stale claim broken, or released under us, is worth another try
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if not self._break_if_stale(path):
+                    return False
+                continue
+            with os.fdopen(fd, "w") as out:
+                json.dump({"owner": self.owner, "host": self.host, "pid": os.getpid(), "time": time.time()}, out)
+            return True
+        return False
+
+    def held(self, key: str) -> bool:
+        """Whether a live claim on `key` exists (by anyone)."""
+        path = self._path(key)
+        return path.exists() and not self._stale(path, _read_claim(path))
+
+    def touch(self, key: str) -> None:
+        """Refresh our claim's mtime (a heartbeat: long retries do not look dead)."""
+        with contextlib.suppress(OSError):
+            os.utime(self._path(key))
+
+    def release(self, key: str) -> None:
+        """Remove our claim on `key` (never one a worker took over from us)."""
+        path = self._path(key)
+        if _read_claim(path).get("owner") == self.owner:
+            path.unlink(missing_ok=True)
+
+    def _stale(self, path: Path, claim: dict[str, Any]) -> bool:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if claim.get("host") == self.host and isinstance(claim.get("pid"), int) and claim.get("owner") != self.owner:
+            if not pid_alive(claim["pid"]):
+                return True
+        return age > self.stale_s
+
+    def _break_if_stale(self, path: Path) -> bool:
+        """Remove a stale claim; True if the path is free now. Renaming first makes the removal
+        atomic, and a claim renamed by mistake (re-taken since we looked) is linked back."""
+        claim = _read_claim(path)
+        if not self._stale(path, claim):
+            return False
+        tomb = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.stale")
+        try:
+            os.rename(path, tomb)
+        except FileNotFoundError:
+            return True
+        if _read_claim(tomb) != claim:  # a fresh claim: put it back unless yet another exists
+            with contextlib.suppress(FileExistsError):
+                os.link(tomb, path)
+        tomb.unlink(missing_ok=True)
+        logger.info("took over a stale claim on %s (owner %s)", path.stem[:12], claim.get("owner", "?"))
+        return True
+
+
+def _read_claim(path: Path) -> dict[str, Any]:
+    """A claim file's content; {} when absent, empty (being written) or unreadable."""
+    try:
+        claim = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return claim if isinstance(claim, dict) else {}
 
 
 # --------------------------------------------------------------------------- budget
@@ -212,16 +322,21 @@ class SpendLedger:
 
     def record(self, key: str, prompt_tokens: int, completion_tokens: int, usd: float, estimated: bool) -> None:
         """Append one paid response (before its cache entry is written: a kill never hides a charge)."""
-        line = json.dumps({"key": key, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                           "usd": usd, "estimated": estimated, "time": round(time.time(), 3)}) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_json_line(self.path, {"key": key, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                     "usd": usd, "estimated": estimated, "time": round(time.time(), 3)})
         self.refresh()
+
+
+def append_json_line(path: Path, entry: dict[str, Any]) -> None:
+    """Append `entry` as one JSON line in a single O_APPEND write, fsynced: concurrent writers never
+    interleave and a kill -9 leaves whole lines only (the ledger's and the batch journal's discipline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class BudgetTracker:
@@ -353,6 +468,10 @@ class ChatClient:
         budget: the spending cap (None: unlimited).
         timeout_s: per-attempt HTTP timeout.
         progress: show a tqdm bar with rate and ETA.
+        max_pending: requests taken from the input but not yet yielded, at most (at least
+            `max_in_flight`): memory stays flat however many requests a stage streams.
+        claim_stale_s: a worker's claim on a request not refreshed for this long is taken over.
+        claim_poll_s: how often to look for a request another worker is sending.
 
     Example:
         >>> client = ChatClient("http://127.0.0.1:8000/v1", "m", "k", ".cache/llm", "local")
@@ -371,9 +490,14 @@ class ChatClient:
         budget: BudgetTracker | None = None,
         timeout_s: float = 120.0,
         progress: bool = True,
+        max_pending: int = 256,
+        claim_stale_s: float = 600.0,
+        claim_poll_s: float = 1.0,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.model = model
         self.namespace = namespace
         self.max_in_flight = max_in_flight
@@ -381,6 +505,9 @@ class ChatClient:
         self.budget = budget or BudgetTracker()
         self.progress = progress
         self.cache = ResponseCache(cache_dir)
+        self.claims = RequestClaims(cache_dir, claim_stale_s)
+        self.max_pending = max(max_pending, max_in_flight)
+        self.claim_poll_s = claim_poll_s
         self.stats = ClientStats()
         self._lock = threading.Lock()
         self._fatal: LLMError | None = None
@@ -399,25 +526,58 @@ class ChatClient:
         Raises:
             LLMError: the server answered 401/403/404 (every other request would fail too).
         """
-        results: list[ChatResult | None] = [None] * len(requests)
+        return list(self.stream(requests, desc, total=len(requests)))
+
+    def stream(self, requests: Iterable[ChatRequest], desc: str = "llm", total: int | None = None) -> Iterator[ChatResult]:
+        """Results of `requests` in their order, taking from the input only `max_pending` ahead of
+        what was yielded: a generator of a million requests runs in constant memory.
+
+        A request another worker has claimed is not sent: its result is read from the cache once
+        that worker has stored it (or sent here, if that worker died or gave up).
+
+        Raises:
+            LLMError: the server answered 401/403/404 (every other request would fail too).
+        """
+        source = iter(requests)
+        window: deque[tuple[ChatRequest, Future[ChatResult | None]]] = deque()
         pool = ThreadPoolExecutor(max_workers=self.max_in_flight)
         try:
-            with progress_bar(total=len(requests), desc=desc, unit="req", disable=not self.progress) as bar:
-                futures = {pool.submit(self._one, request): i for i, request in enumerate(requests)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
+            with progress_bar(total=total, desc=desc, unit="req", disable=not self.progress) as bar:
+                while True:
+                    while len(window) < self.max_pending and (request := next(source, None)) is not None:
+                        window.append((request, pool.submit(self._one, request)))
+                        with self._lock:
+                            self.stats.requests += 1
+                    if not window:
+                        break
+                    request, future = window.popleft()
+                    result = future.result()
+                    yield result if result is not None else self._await_other_worker(request)
                     bar.update(1)
-        finally:  # on Ctrl-C or an error, queued requests are dropped: only those in flight finish
+        finally:  # on Ctrl-C, an error or an abandoned generator, queued requests are dropped
             pool.shutdown(wait=True, cancel_futures=True)
         if self._fatal is not None:
             raise self._fatal
-        assert all(r is not None for r in results), "every future sets its result"
-        return results  # type: ignore[return-value]
 
-    def _one(self, request: ChatRequest) -> ChatResult:
+    def _await_other_worker(self, request: ChatRequest) -> ChatResult:
+        """The result of a request claimed by another worker: from the cache once it is there, or
+        sent here once the claim is gone without a response (that worker gave up or died)."""
         key = self.key(request)
-        with self._lock:
-            self.stats.requests += 1
+        while True:
+            cached = self.cache.get(key)
+            if cached is not None:
+                with self._lock:
+                    self.stats.cache_hits += 1
+                return self._result(cached, request, cached=True)
+            if not self.claims.held(key):
+                result = self._one(request)
+                if result is not None:
+                    return result
+            time.sleep(self.claim_poll_s)
+
+    def _one(self, request: ChatRequest) -> ChatResult | None:
+        """One request's result: cached, sent (under our claim), or None if another worker holds it."""
+        key = self.key(request)
         cached = self.cache.get(key)
         if cached is not None:
             with self._lock:
@@ -429,17 +589,28 @@ class ChatClient:
             with self._lock:
                 self.stats.skipped_budget += 1
             return ChatResult(error="budget")
-        response = self._send_with_retries(request)
-        if isinstance(response, ChatResult):
-            return response
-        result = self._result(response, request, cached=False)
-        self.budget.charge(result.prompt_tokens, result.completion_tokens, key, result.estimated)
-        self.cache.put(key, response)
-        return result
+        if not self.claims.acquire(key):
+            return None
+        try:
+            cached = self.cache.get(key)  # its last owner may have stored it between our look and our claim
+            if cached is not None:
+                with self._lock:
+                    self.stats.cache_hits += 1
+                return self._result(cached, request, cached=True)
+            response = self._send_with_retries(request, key)
+            if isinstance(response, ChatResult):
+                return response
+            result = self._result(response, request, cached=False)
+            self.budget.charge(result.prompt_tokens, result.completion_tokens, key, result.estimated)
+            self.cache.put(key, response)
+            return result
+        finally:
+            self.claims.release(key)
 
-    def _send_with_retries(self, request: ChatRequest) -> dict[str, Any] | ChatResult:
+    def _send_with_retries(self, request: ChatRequest, key: str) -> dict[str, Any] | ChatResult:
         rng = random.Random()
         for attempt in range(self.retry.max_retries + 1):
+            self.claims.touch(key)
             with self._lock:
                 self.stats.sent += 1
             try:
@@ -484,19 +655,24 @@ class ChatClient:
 
     def _result(self, body: dict[str, Any], request: ChatRequest, cached: bool) -> ChatResult:
         message = body["choices"][0]["message"]
-        usage = body.get("usage") or {}
-        content, refusal = message.get("content"), message.get("refusal")
-        estimated = usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None
-        if estimated:  # some compatible servers send no usage: count locally, so the budget still sees it
-            prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in request.messages)
-            completion_tokens = estimate_tokens(content or refusal or "")
-        else:
-            prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-        result = ChatResult(content, refusal, None, prompt_tokens, completion_tokens, cached, estimated)
+        prompt_tokens, completion_tokens, estimated = token_counts(body, request)
+        result = ChatResult(message.get("content"), message.get("refusal"), None, prompt_tokens, completion_tokens,
+                            cached, estimated)
         with self._lock:
             self.stats.prompt_tokens += result.prompt_tokens
             self.stats.completion_tokens += result.completion_tokens
         return result
+
+
+def token_counts(body: dict[str, Any], request: ChatRequest) -> tuple[int, int, bool]:
+    """(prompt, completion, estimated) tokens of a response: its `usage`, or a local count when a
+    compatible server sent none (so the budget still sees it)."""
+    usage = body.get("usage") or {}
+    if usage.get("prompt_tokens") is not None and usage.get("completion_tokens") is not None:
+        return int(usage["prompt_tokens"]), int(usage["completion_tokens"]), False
+    message = body["choices"][0]["message"]
+    prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in request.messages)
+    return prompt_tokens, estimate_tokens(message.get("content") or message.get("refusal") or ""), True
 
 
 def validate_completion(body: Any) -> None:
@@ -648,18 +824,29 @@ def open_client(cfg: LLMConfig) -> Iterator[ChatClient]:
     """A ready `ChatClient` for `cfg.backend`; starts and stops the embedded server if needed."""
     if cfg.backend not in BACKENDS:
         raise ValueError(f"llm.backend: unknown backend {cfg.backend!r}; expected one of {BACKENDS}")
+    factor = cfg.batch_price_factor if cfg.backend == "openai-batch" else 1.0  # the ledger charges what is billed
     common = {
         "model": cfg.model,
         "cache_dir": cfg.cache_dir,
         "max_in_flight": cfg.max_in_flight,
         "retry": RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s),
-        "budget": BudgetTracker(cfg.max_budget_tokens, cfg.max_budget_usd, cfg.usd_per_1m_input, cfg.usd_per_1m_output,
-                                SpendLedger(Path(cfg.cache_dir) / LEDGER_FILE)),
+        "budget": BudgetTracker(cfg.max_budget_tokens, cfg.max_budget_usd, cfg.usd_per_1m_input * factor,
+                                cfg.usd_per_1m_output * factor, SpendLedger(Path(cfg.cache_dir) / LEDGER_FILE)),
         "timeout_s": cfg.timeout_s,
         "progress": cfg.progress,
+        "max_pending": cfg.max_pending,
+        "claim_stale_s": cfg.claim_stale_s,
+        "claim_poll_s": cfg.claim_poll_s,
     }
     if cfg.backend == "openai":
         yield ChatClient(cfg.base_url, api_key=read_api_key(cfg.api_key_env), namespace=cfg.base_url, **common)
+        return
+    if cfg.backend == "openai-batch":  # same cache keys as `openai`: a batch run and a chat run share responses
+        from syncse.batch import BatchClient, BatchSettings  # noqa: PLC0415 - batch builds on this module
+
+        settings = BatchSettings(cfg.batch_poll_s, cfg.batch_max_requests, cfg.batch_max_rounds)
+        yield BatchClient(cfg.base_url, api_key=read_api_key(cfg.api_key_env), namespace=cfg.base_url,
+                          batch=settings, **common)
         return
     gguf, digest = resolve_gguf(cfg.model, cfg.model_dir)
     settings = ServerSettings(cfg.n_threads, cfg.n_parallel, cfg.ctx_per_slot, cfg.cache_prompt)

@@ -4,14 +4,26 @@ It answers `POST /v1/chat/completions` from a `responder(body) -> str` and injec
 a deterministic plan: the n-th attempt at a given request body gets `faults(body_hash, n)`,
 one of `FAULTS`. Every request is recorded (the body hash, the fault served, whether the
 bearer token matched), so tests can check what the client sent.
+
+It also serves the Batch API's endpoints (`POST /v1/files`, `GET /v1/files/<id>/content`,
+`POST /v1/batches`, `GET /v1/batches/<id>`, `GET /v1/batches`): a batch moves
+validating -> in_progress -> its outcome after `batch_polls` retrievals (never while
+`hold_batches` is set), the outcome of the n-th batch created being `batch_outcome(n)`, one of
+`BATCH_OUTCOMES`: `completed` answers every line as a chat call would (the fault plan applies:
+an HTTP fault becomes a line of the error file), `expired` answers the first half and marks the
+rest `batch_expired`, `failed` answers nothing. Every custom_id of every created batch is
+counted (`log.submitted`).
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
 import json
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULTS = ("ok", "401", "429", "500", "503", "timeout", "malformed_json", "malformed_shape", "refusal", "api_refusal")
+BATCH_OUTCOMES = ("completed", "expired", "failed")
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
 Responder = Callable[[dict[str, Any]], str]
@@ -35,6 +48,11 @@ def no_faults(key: str, attempt: int) -> str:
     return "ok"
 
 
+def all_completed(n: int) -> str:
+    """Every batch completes."""
+    return "completed"
+
+
 @dataclass
 class FakeLog:
     """What the server saw: attempts per body hash, faults served, auth mismatches."""
@@ -42,6 +60,8 @@ class FakeLog:
     attempts: Counter[str] = field(default_factory=Counter)
     served: Counter[str] = field(default_factory=Counter)
     bad_auth: int = 0
+    submitted: Counter[str] = field(default_factory=Counter)  # custom_id -> batches created holding it
+    uploads: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -56,6 +76,8 @@ class FakeOpenAIServer:
         api_key: the bearer token expected (mismatches are counted, not refused).
         retry_after: the `Retry-After` header sent with a `429` fault.
         usage: include the `usage` token counts (some compatible servers omit them).
+        batch_outcome: the n-th created batch's outcome (n from 0), one of `BATCH_OUTCOMES`.
+        batch_polls: retrievals a batch takes to end (it stays `in_progress` while `hold_batches` is set).
 
     Example:
         >>> with FakeOpenAIServer() as server:
@@ -71,6 +93,8 @@ class FakeOpenAIServer:
         api_key: str = "sk-test",
         retry_after: str = "0.01",
         usage: bool = True,
+        batch_outcome: Callable[[int], str] = all_completed,
+        batch_polls: int = 1,
     ) -> None:
         self.responder = responder
         self.faults = faults
@@ -79,7 +103,13 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.retry_after = retry_after
         self.usage = usage
+        self.batch_outcome = batch_outcome
+        self.batch_polls = batch_polls
+        self.hold_batches = threading.Event()
         self.log = FakeLog()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}  # in creation order
+        self._batch_lock = threading.Lock()  # files and batches (the log has its own lock)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -128,15 +158,126 @@ class FakeOpenAIServer:
             del completion["usage"]
         return 200, {}, json.dumps(completion).encode(), stall
 
+    # ----------------------------------------------------------------------- batch API
+
+    def upload(self, content_type: str, data: bytes) -> dict[str, Any]:
+        """`POST /v1/files`: store the multipart `file` part, return the file object."""
+        form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + data)
+        parts = {part.get_param("name", header="content-disposition"): part for part in form.iter_parts()}
+        content = parts["file"].get_payload(decode=True)
+        with self._batch_lock, self.log.lock:
+            self.log.uploads += 1
+            file_id = f"file-{len(self.files):06d}"
+            self.files[file_id] = content
+        return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                "filename": parts["file"].get_filename() or "input.jsonl", "purpose": "batch", "status": "processed"}
+
+    def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /v1/batches`: a new batch on an uploaded file (every custom_id counted as submitted)."""
+        lines = [json.loads(line) for line in self.files[body["input_file_id"]].splitlines() if line.strip()]
+        with self._batch_lock, self.log.lock:
+            n = len(self.batches)
+            batch = {"id": f"batch_{n:06d}", "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                     "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                     "status": "validating", "output_file_id": None, "error_file_id": None,
+                     "created_at": time.time(), "metadata": body.get("metadata"),
+                     "request_counts": {"total": len(lines), "completed": 0, "failed": 0}, "_n": n, "_polls": 0}
+            self.batches[batch["id"]] = batch
+            self.log.submitted.update(line["custom_id"] for line in lines)
+        return _public(batch)
+
+    def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        """`GET /v1/batches/<id>`: one poll; the batch advances unless held."""
+        with self._batch_lock:
+            batch = self.batches[batch_id]
+            if batch["status"] in ("validating", "in_progress") and not self.hold_batches.is_set():
+                batch["_polls"] += 1
+                batch["status"] = "in_progress"
+                if batch["_polls"] >= self.batch_polls:
+                    outcome = self.batch_outcome(batch["_n"])
+                    if outcome not in BATCH_OUTCOMES:
+                        raise ValueError(f"batch_outcome returned {outcome!r}; expected one of {BATCH_OUTCOMES}")
+                    self._finish(batch, outcome)
+            return _public(batch)
+
+    def list_batches(self, limit: int, after: str | None) -> dict[str, Any]:
+        """`GET /v1/batches`: newest first, paginated by `after`."""
+        with self._batch_lock:
+            ids = list(reversed(self.batches))
+            start = ids.index(after) + 1 if after in ids else 0
+            page = ids[start:start + limit]
+            return {"object": "list", "data": [_public(self.batches[i]) for i in page],
+                    "has_more": start + limit < len(ids), "first_id": page[0] if page else None,
+                    "last_id": page[-1] if page else None}
+
+    def _finish(self, batch: dict[str, Any], outcome: str) -> None:
+        """Answer a batch's lines as its outcome says and store its output and error files."""
+        batch["status"] = outcome
+        if outcome == "failed":
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_request", "message": "injected failure"}]}
+            return
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]].splitlines() if line.strip()]
+        answered = lines if outcome == "completed" else lines[: len(lines) // 2]
+        output, errors = [], []
+        for line in answered:
+            status, _, payload, _ = self.answer(line["body"], f"Bearer {self.api_key}")
+            try:
+                body = json.loads(payload)
+            except ValueError:
+                status, body = 500, {"error": {"message": "malformed"}}
+            entry = {"id": f"batch_req_{line['custom_id'][:8]}", "custom_id": line["custom_id"],
+                     "response": {"status_code": status, "request_id": "req_fake", "body": body}, "error": None}
+            (output if status == 200 else errors).append(entry)
+        for line in lines[len(answered):]:
+            errors.append({"id": f"batch_req_{line['custom_id'][:8]}", "custom_id": line["custom_id"], "response": None,
+                           "error": {"code": "batch_expired",
+                                     "message": "This request could not be executed before the completion window expired."}})
+        for name, entries in (("output_file_id", output), ("error_file_id", errors)):
+            if entries:
+                file_id = f"file-{len(self.files):06d}"
+                self.files[file_id] = "".join(json.dumps(e) + "\n" for e in entries).encode()
+                batch[name] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(output), "failed": len(errors)}
+
+    def route(self, method: str, path: str, headers: Any, data: bytes) -> tuple[int, dict[str, str], bytes, float]:
+        """Status, headers, payload and stall for any request (chat calls go to `answer`)."""
+        auth = headers.get("Authorization", "")
+        url = urllib.parse.urlsplit(path)
+        parts = url.path.rstrip("/").split("/")[2:]  # after /v1
+        if method == "POST" and parts == ["chat", "completions"]:
+            return self.answer(json.loads(data or b"{}"), auth)
+        with self.log.lock:
+            self.log.bad_auth += auth != f"Bearer {self.api_key}"
+        if method == "POST" and parts == ["files"]:
+            return 200, {}, json.dumps(self.upload(headers.get("Content-Type", ""), data)).encode(), 0.0
+        if method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content" and parts[1] in self.files:
+            return 200, {"Content-Type": "application/octet-stream"}, self.files[parts[1]], 0.0
+        if method == "POST" and parts == ["batches"]:
+            return 200, {}, json.dumps(self.create_batch(json.loads(data))).encode(), 0.0
+        if method == "GET" and len(parts) == 2 and parts[0] == "batches" and parts[1] in self.batches:
+            return 200, {}, json.dumps(self.retrieve_batch(parts[1])).encode(), 0.0
+        if method == "GET" and parts == ["batches"]:
+            query = urllib.parse.parse_qs(url.query)
+            listing = self.list_batches(int(query.get("limit", ["20"])[0]), query.get("after", [None])[0])
+            return 200, {}, json.dumps(listing).encode(), 0.0
+        return 404, {}, json.dumps({"error": {"message": f"no route for {method} {url.path}"}}).encode(), 0.0
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._serve("GET")
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self._serve("POST")
+
+            def _serve(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                data = self.rfile.read(length)
                 time.sleep(server.latency_s)
-                status, headers, payload, stall = server.answer(body, self.headers.get("Authorization", ""))
+                status, headers, payload, stall = server.route(method, self.path, self.headers, data)
                 time.sleep(stall)
                 try:
                     self.send_response(status)
@@ -152,6 +293,11 @@ class FakeOpenAIServer:
                 return
 
         return Handler
+
+
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch object as the API shows it (no private fields; integer timestamps)."""
+    return {**{k: v for k, v in batch.items() if not k.startswith("_")}, "created_at": int(batch["created_at"])}
 
 
 def _completion(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""Bounded streaming and several workers on one cache: every request sent exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from syncse.llm import ChatClient, ChatRequest, RequestClaims
+from syncse.testing import FakeOpenAIServer
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "sk-worker-SECRET-77"
+
+
+def fresh_sentence(body: dict) -> str:
+    """A distinct, anchor-free answer per request, so that the filters keep the triplets."""
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    return f"Observers reported item {digest} moving slowly toward the distant harbour."
+
+
+def requests(n: int) -> list[ChatRequest]:
+    return [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(n)]
+
+
+def test_stream_takes_at_most_max_pending_ahead_of_its_results(tmp_path: Path) -> None:
+    pulled = 0
+
+    def source() -> Iterator[ChatRequest]:
+        nonlocal pulled
+        for request in requests(60):
+            pulled += 1
+            yield request
+
+    with FakeOpenAIServer() as server:
+        chat = ChatClient(server.base_url, "fake-model", "k", tmp_path, "fake", max_in_flight=3, max_pending=5,
+                          progress=False)
+        contents = []
+        for result in chat.stream(source()):
+            assert pulled - len(contents) <= 5  # the one being yielded plus at most 4 more in the window
+            contents.append(result.content)
+    assert contents == [f"Put differently: sentence number {i}" for i in range(60)]
+    assert sum(server.log.attempts.values()) == 60
+
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from syncse.llm import ChatClient, ChatRequest
+base_url, cache, name, barrier = sys.argv[1:5]
+Path(barrier, name).touch()
+while len(list(Path(barrier).iterdir())) < 2:  # start together
+    time.sleep(0.01)
+reqs = [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(120)]
+chat = ChatClient(base_url, "fake-model", "k", cache, "fake", max_in_flight=4, claim_poll_s=0.02, progress=False)
+contents = [r.content for r in chat.complete(reqs)]
+print(json.dumps({"contents": contents, "sent": chat.stats.sent, "hits": chat.stats.cache_hits}))
+"""
+
+
+def test_two_workers_send_every_request_exactly_once(tmp_path: Path) -> None:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    with FakeOpenAIServer(latency_s=0.03) as server:
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, server.base_url, str(tmp_path / "cache"), name,
+                                     str(barrier)], stdout=subprocess.PIPE, text=True) for name in ("a", "b")]
+        outputs = [json.loads(worker.communicate(timeout=120)[0]) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    expected = [f"Put differently: sentence number {i}" for i in range(120)]
+    assert all(output["contents"] == expected for output in outputs)
+    assert len(server.log.attempts) == 120 and set(server.log.attempts.values()) == {1}  # each sent once, in all
+    assert all(output["sent"] > 0 for output in outputs)  # both did share the work
+    assert sum(output["sent"] for output in outputs) == 120
+    assert not list((tmp_path / "cache").glob("*/*.lock"))  # every claim released
+
+
+def test_claims_of_dead_or_silent_workers_are_taken_over(tmp_path: Path) -> None:
+    claims = RequestClaims(tmp_path, stale_s=600.0)
+    other = RequestClaims(tmp_path, stale_s=600.0)  # another worker in this (live) process
+    assert other.acquire("ab" * 32) and not claims.acquire("ab" * 32) and claims.held("ab" * 32)
+    lock = tmp_path / "ab" / ("ab" * 32 + ".lock")
+    os.utime(lock, (time.time() - 601, time.time() - 601))  # not refreshed for longer than stale_s: a dead machine
+    assert not claims.held("ab" * 32) and claims.acquire("ab" * 32)
+    other.release("ab" * 32)  # the old owner cannot remove the new owner's claim
+    assert lock.exists() and json.loads(lock.read_text())["owner"] == claims.owner
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "cd").mkdir()
+    (tmp_path / "cd" / ("cd" * 32 + ".lock")).write_text(json.dumps(
+        {"owner": "x", "host": claims.host, "pid": dead.pid, "time": time.time()}))  # killed on this host: fresh but dead
+    assert claims.acquire("cd" * 32)
+    assert not list(tmp_path.glob("*/*.stale"))
+
+
+def test_worker_command_runs_the_real_pipeline_and_the_stage_then_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `python -m syncse.worker partial` processes share the work; the stage afterwards
+    (the same `synthesize` the notebook calls) is served wholly from the cache."""
+    from syncse.config import load_params
+    from syncse.llm import open_client
+    from syncse.synth import synthesize
+
+    with FakeOpenAIServer(fresh_sentence, latency_s=0.02, api_key=KEY) as server:
+        raw = {"seed": 7, "data": {"root": str(REPO / "data")},
+               "llm": {"backend": "openai", "model": "fake-model", "base_url": server.base_url,
+                       "api_key_env": "SYNCSE_TEST_KEY", "cache_dir": str(tmp_path / "cache"), "max_in_flight": 3,
+                       "claim_poll_s": 0.02, "progress": False},
+               "synth": {"n_partial": 24}}
+        params_file = tmp_path / "params.yaml"
+        params_file.write_text(yaml.safe_dump(raw))
+        monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+        workers = [subprocess.Popen([sys.executable, "-m", "syncse.worker", "partial", "--params", str(params_file)],
+                                    cwd=REPO) for _ in range(2)]
+        assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
+        sent = sum(server.log.attempts.values())
+        assert sent == len(server.log.attempts) > 0  # no body sent twice by the two workers
+        params = load_params(params_file)
+        with open_client(params.llm) as client:
+            result = synthesize("partial", client, params.synth, params.llm, params.seed, params.data.root)
+        assert sum(server.log.attempts.values()) == sent  # the stage sent nothing
+    assert client.stats.cache_hits == client.stats.requests == sent
+    assert len(result.triplets) > 0 and result.metrics["requested"] == 24
