@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 
 VARIANTS = ("unsup", "sup", "partial", "scratch", "mixed")  # the trained variants, in report order
-BACKENDS = ("embedded", "openai")  # llm.backend
+BACKENDS = ("embedded", "openai", "openai-batch")  # llm.backend
 POOLERS = ("auto", "cls", "cls_before_pooler", "mean")  # train.pooler, evaluate.anchors.<name>.pooling
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision
 PARTIAL_SOURCES = ("nli", "wiki")  # synth.partial_source
@@ -91,7 +91,7 @@ class LLMConfig:
     provider's to get the metrics' cost estimate and a meaningful `max_budget_usd`.
     """
 
-    backend: str = checked("embedded", choices=BACKENDS)  # embedded (local GGUF via xllamacpp) | openai (any compatible server)
+    backend: str = checked("embedded", choices=BACKENDS)  # embedded (local GGUF via xllamacpp) | openai (any compatible server) | openai-batch (OpenAI's Batch API)
     model: str = "qwen2.5-coder-0.5b"  # embedded: qwen2.5-coder-0.5b | smollm2-135m | a .gguf path; openai: model name
     base_url: str = "https://api.openai.com/v1"  # openai backend only (vLLM, llama.cpp, Ollama: their /v1)
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: name of the env variable holding the key
@@ -113,6 +113,13 @@ class LLMConfig:
     aids: bool = True  # embedded only: system prompt, JSON-schema output, resample on a reject
     reject_retries: int = checked(2, ge=0)  # embedded only: resamples of an output that copies the anchor etc.
     progress: bool = True  # tqdm bars with rate and ETA
+    max_pending: int = checked(256, ge=1)  # requests taken ahead of results at most (memory stays flat; >= max_in_flight)
+    claim_stale_s: float = checked(600.0, gt=0)  # workers: a claim on a request not refreshed this long is a dead worker's
+    claim_poll_s: float = checked(1.0, gt=0)  # workers: how often to look for a request another worker is sending
+    batch_price_factor: float = checked(0.5, ge=0)  # openai-batch: share of the per-token prices paid (OpenAI: half)
+    batch_poll_s: float = checked(60.0, gt=0)  # openai-batch: seconds between status checks of a submitted batch
+    batch_max_requests: int = checked(50000, ge=1, le=50000)  # openai-batch: requests per batch file (OpenAI's cap: 50,000)
+    batch_max_rounds: int = checked(3, ge=1)  # openai-batch: submissions of a request before it counts as failed
 
 
 @dataclass
