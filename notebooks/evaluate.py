@@ -19,33 +19,34 @@ pooling = "auto"  # auto | cls | cls_before_pooler | mean ("train.base" uses tra
 params_file = "params.yaml"
 
 # %%
-import logging
-
 import pandas as pd
 
 from syncse.config import load_params
 from syncse.data import write_json
 from syncse.encoders import load_encoder
 from syncse.evaluate import (
+    DEV_TASKS,
     CachedEncoder,
     encode_fn_for,
     evaluate_reranking,
     evaluate_sts,
+    resolve_precision,
 )
+from syncse.progress import log_summary, setup_logging
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+setup_logging()  # in a log (papermill, DVC): one progress line per 30 s, no per-batch bars
 params = load_params(params_file)
 cfg = params.evaluate
 if model == "train.base":  # resolved here, after the profile overlay, not in dvc.yaml
     model, pooling = params.train.base, params.train.pooler
 
 # %%
-encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length), cfg.batch_size), name)
+encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
+                                      cfg.batch_size, cfg.precision), name)
 test = evaluate_sts(encoder, params.data.root)
-dev = evaluate_sts(encoder, params.data.root, ("stsb_dev", "sickr_dev"))
+dev = evaluate_sts(encoder, params.data.root, DEV_TASKS)
 write_json(f"metrics/sts/{name}.json", test)
 write_json(f"metrics/dev/{name}.json", dev)
-print(f"{encoder.encoded} distinct sentences encoded")
 pd.DataFrame([test, dev], index=["test", "dev"]).T
 
 # %%
@@ -54,3 +55,9 @@ if cfg.reranking:
 else:
     print("Reranking (AskUbuntu, MindSmall, SciDocsRR, StackOverflowDupQuestions) skipped: "
           "its data come from the HF hub; set evaluate.reranking: true with a network.")
+
+# %%
+log_summary(f"evaluate {name}", [
+    f"metrics/sts/{name}.json (avg {test['avg']})", f"metrics/dev/{name}.json (avg {dev['avg']})",
+    f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s ({resolve_precision(cfg.precision)})",
+]);

@@ -80,6 +80,7 @@ class EvaluateConfig:
     max_seq_length: int = checked(128, ge=1)  # tokens per sentence at evaluation
     anchors: dict[str, ModelSpec] = field(default_factory=dict)  # models evaluated as shipped
     reranking: bool = False  # MTEB hub reranking tasks: need a network
+    precision: str = "auto"  # auto | bf16 | fp32 (auto: bf16 autocast on CPUs with native bf16, else fp32)
 
 
 @dataclass

@@ -6,19 +6,24 @@ STS-B test (1,379 pairs) and SICK-R test (4,927 pairs, not MTEB's 9,927). Dev sc
 SICK-R trial) are computed by the same code and are the only ones used for model selection.
 
 Each distinct sentence is encoded once per model: `CachedEncoder` memoizes embeddings by text
-across every task it is asked to run.
+across every task it is asked to run, and `evaluate_sts` encodes all of its tasks' sentences in
+one pass, longest first, before mteb scores them. `precision: bf16` encodes under bf16 autocast,
+faster on CPUs with native bf16 (README "Benchmarks": the speed-up, and how little the scores move).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import mteb
 import numpy as np
+import torch
 from datasets import Dataset, DatasetDict
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
@@ -26,6 +31,8 @@ from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 
 from syncse import data
+from syncse.encoders import cpu_has_native_bf16
+from syncse.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,8 @@ TEST_TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 DEV_TASKS = ("stsb_dev", "sickr_dev")
 # The paper's four MTEB reranking tasks: hub datasets, so they need a network.
 RERANKING_TASKS = ("AskUbuntuDupQuestions", "MindSmallReranking", "SciDocsRR", "StackOverflowDupQuestions")
+PRECISIONS = ("auto", "bf16", "fp32")
+CHUNK_BATCHES = 16  # batches encoded per progress step
 
 
 @dataclass(frozen=True)
@@ -125,20 +134,23 @@ class CachedEncoder(AbsEncoder):
     """mteb encoder over a plain `encode_fn(list[str]) -> (n, dim) array`, memoized by text.
 
     Across all the tasks of one model each distinct sentence is encoded exactly once;
-    `encoded` counts the sentences actually sent to `encode_fn`.
+    `encoded` counts the sentences actually sent to `encode_fn`, `seconds` the time it took.
     """
 
     def __init__(self, encode_fn: EncodeFn, name: str) -> None:
         self.encode_fn = encode_fn
         self.cache: dict[str, np.ndarray] = {}
         self.encoded = 0
+        self.seconds = 0.0
         self.mteb_model_meta = ModelMeta.create_empty({"name": f"syncse/{name}", "revision": "local"})
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of `texts`, computing only those not seen before."""
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         if missing:
+            started = time.perf_counter()
             vectors = np.asarray(self.encode_fn(missing), dtype=np.float32)  # (len(missing), dim)
+            self.seconds += time.perf_counter() - started
             if vectors.shape[0] != len(missing):
                 raise ValueError(f"encode_fn returned {vectors.shape[0]} vectors for {len(missing)} texts")
             self.cache.update(zip(missing, vectors))
@@ -152,14 +164,44 @@ class CachedEncoder(AbsEncoder):
         return self.embed(texts)
 
 
-def encode_fn_for(model: Any, batch_size: int = 64) -> EncodeFn:
-    """An `encode_fn` for a SentenceTransformer (or anything with `.encode`) or a callable."""
+def resolve_precision(precision: str, device_type: str = "cpu") -> str:
+    """`auto` -> bf16 where `device_type` computes it natively (CUDA Ampere+, AVX512-BF16/AMX CPUs), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown evaluation precision {precision!r}; allowed: {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    native = torch.cuda.is_bf16_supported() if device_type == "cuda" else cpu_has_native_bf16()
+    return "bf16" if native else "fp32"
+
+
+def encode_fn_for(model: Any, batch_size: int = 64, precision: str = "fp32") -> EncodeFn:
+    """An `encode_fn` for a SentenceTransformer (or anything with `.encode`) or a callable.
+
+    A model encodes under bf16 autocast when `precision` resolves to bf16 (see `resolve_precision`).
+    """
     if hasattr(model, "encode"):
-        return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                                          show_progress_bar=len(texts) > 5 * batch_size)
+        device_type = getattr(model, "device", torch.device("cpu")).type
+        return partial(_encode_longest_first, model, batch_size, device_type, resolve_precision(precision, device_type))
     if callable(model):
         return model
     raise TypeError(f"cannot evaluate {type(model).__name__}: expected a SentenceTransformer or a callable")
+
+
+def _encode_longest_first(model: Any, batch_size: int, device_type: str, precision: str, texts: list[str]) -> np.ndarray:
+    """`model.encode(texts)` longest first (least padding), in chunks of `CHUNK_BATCHES` batches
+    that advance one progress bar (sentence-transformers' own per-batch bar stays off)."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # the length sentence-transformers sorts by
+    chunk = batch_size * CHUNK_BATCHES
+    parts = []
+    with (torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"),
+          progress_bar(total=len(texts), desc=f"encoding ({precision})", unit="sent", disable=len(texts) <= chunk) as bar):
+        for start in range(0, len(texts), chunk):
+            batch = [texts[i] for i in order[start:start + chunk]]
+            parts.append(model.encode(batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False))
+            bar.update(len(batch))
+    vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)  # (n, dim)
+    vectors[order] = np.concatenate(parts)  # back to the callers' order
+    return vectors
 
 
 def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[str] = TEST_TASKS) -> dict[str, float]:
@@ -168,6 +210,10 @@ def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[s
     if unknown:
         raise ValueError(f"unknown STS task(s) {unknown}; expected some of {sorted(TASKS)}")
     tasks = [TASKS[key](data_root) for key in keys]
+    before, seconds = encoder.encoded, encoder.seconds
+    encoder.embed(_sentences(tasks))  # every distinct sentence in one longest-first pass; mteb then hits the cache
+    logger.info("%s: %d distinct sentences encoded in %.1f s", ", ".join(keys), encoder.encoded - before,
+                encoder.seconds - seconds)
     result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False)
     by_name = {r.task_name: r for r in result.task_results}
     scores = {key: round(100 * by_name[f"syncse-{key}"].scores["test"][0]["cosine_spearman"], 2) for key in keys}
@@ -175,9 +221,17 @@ def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[s
     return scores
 
 
-def dev_scores(model: Any, data_root: str | Path, batch_size: int = 64) -> dict[str, float]:
+def _sentences(tasks: Sequence[LocalSTSTask]) -> list[str]:
+    """Every sentence of `tasks` (both sides of each pair), loading their data."""
+    for task in tasks:
+        task.load_data()
+    columns = [split.select_columns(["sentence1", "sentence2"]).to_dict() for task in tasks for split in task.dataset.values()]
+    return [text for both in columns for text in both["sentence1"] + both["sentence2"]]  # to_dict: 30x faster than row iteration
+
+
+def dev_scores(model: Any, data_root: str | Path, batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
     """Model-selection score: STS-B dev and SICK-R trial Spearman x100 and their mean (`avg`)."""
-    encoder = CachedEncoder(encode_fn_for(model, batch_size), "dev")
+    encoder = CachedEncoder(encode_fn_for(model, batch_size, precision), "dev")
     return evaluate_sts(encoder, data_root, DEV_TASKS)
 
 

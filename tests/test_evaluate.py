@@ -12,7 +12,8 @@ from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 from scipy.stats import spearmanr
 
-from syncse.evaluate import CachedEncoder, dev_scores, encode_fn_for, evaluate_reranking, evaluate_sts
+from syncse.encoders import cpu_has_native_bf16
+from syncse.evaluate import CachedEncoder, dev_scores, encode_fn_for, evaluate_reranking, evaluate_sts, resolve_precision
 
 
 def _senteval_pairs(folder: Path, subsets: list[str]) -> tuple[list[str], list[str], list[float]]:
@@ -52,6 +53,27 @@ def test_harness_matches_senteval_computation(minilm, data_root: Path) -> None:
     assert scores["avg"] == pytest.approx((scores["sts16"] + scores["stsb"]) / 2, abs=0.01)
     # each distinct sentence was encoded exactly once, across both tasks
     assert encoder.encoded == len(set(sts16[0] + sts16[1] + stsb[0] + stsb[1]))
+
+
+def test_longest_first_chunks_return_vectors_in_the_callers_order(minilm, data_root: Path) -> None:
+    texts = _stsb_pairs(data_root / "STSBenchmark" / "sts-dev.csv")[0][:150]  # mixed lengths
+    chunked = encode_fn_for(minilm, batch_size=4)(texts)  # 16 batches of 4 per chunk: 3 chunks
+    np.testing.assert_allclose(chunked, minilm.encode(texts, convert_to_numpy=True), atol=1e-5)
+
+
+def test_bf16_encodes_close_to_fp32_but_not_equal(minilm, data_root: Path) -> None:
+    texts = _stsb_pairs(data_root / "STSBenchmark" / "sts-dev.csv")[0][:128]
+    fp32, bf16 = (encode_fn_for(minilm, 64, precision)(texts) for precision in ("fp32", "bf16"))
+    cosine = (fp32 * bf16).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
+    assert not np.array_equal(fp32, bf16)  # autocast was on
+    assert cosine.min() > 0.999
+
+
+def test_precision_auto_follows_the_cpu_and_unknown_is_rejected() -> None:
+    assert resolve_precision("auto") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match=r"unknown evaluation precision 'fp16'; allowed: \('auto', 'bf16', 'fp32'\)"):
+        resolve_precision("fp16")
 
 
 def test_dev_scores_use_dev_sets_only(minilm, data_root: Path) -> None:
