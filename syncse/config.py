@@ -33,19 +33,23 @@ BACKENDS = ("embedded", "openai", "openai-batch")  # llm.backend
 POOLERS = ("auto", "cls", "cls_before_pooler", "mean")  # train.pooler, evaluate.anchors.<name>.pooling
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision
 PARTIAL_SOURCES = ("nli", "wiki")  # synth.partial_source
+SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "duplicate", "near_duplicate")  # synth.filters, in the order they apply
+SHOT_TOPICS = ("sampled", "shot")  # synth.shot_topics
 
 
 def checked(
     default: Any = dataclasses.MISSING,
     *,
+    default_factory: Any = dataclasses.MISSING,
     choices: tuple[str, ...] | None = None,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
 ) -> Any:
-    """A dataclass field whose value `build` checks at load: one of `choices`, or within the bounds."""
+    """A dataclass field whose value `build` checks at load: one of `choices`, or within the bounds
+    (a list: each item)."""
     limits = {"choices": choices, "ge": ge, "gt": gt, "le": le}
-    return field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
+    return field(default=default, default_factory=default_factory, metadata={k: v for k, v in limits.items() if v is not None})
 
 
 # --------------------------------------------------------------------------- sections
@@ -153,7 +157,10 @@ class SynthConfig:
     shot_sentences: int = checked(5, ge=1)  # scratch: sentences in the one-shot answer (the paper: 10)
     overgenerate: float = checked(1.75, ge=1)  # scratch: ask for this many times n_scratch (parsing and filters drop some)
     max_words: int = checked(32, ge=1)  # drop anchors and outputs longer than this (the paper: 32)
-    copy_jaccard: float = checked(0.8, gt=0, le=1)  # an output that only deletes words and keeps this much (Jaccard) is a copy
+    copy_jaccard: float = checked(0.8, gt=0, le=1)  # `copy` filter: an output that only adds or deletes words and keeps this much (Jaccard) is a copy
+    filters: list[str] = checked(default_factory=lambda: list(SYNTH_FILTERS), choices=SYNTH_FILTERS)  # cleaning (syncse.synth.filters); the paper: failed, max_words
+    shot_pool: int = checked(10, ge=0)  # scratch: the one-shot is sampled from each genre's first N example sentences (0: all, >= 30; the study: 10)
+    shot_topics: str = checked("sampled", choices=SHOT_TOPICS)  # scratch: topics the one-shot names: shot (its sentences' topics, the paper) | sampled (an independent draw)
     positive: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.9))
     negative: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.95))
     scratch: SamplingConfig = field(
@@ -361,6 +368,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 def _check_limits(limits: typing.Mapping[str, Any], value: Any, key: str) -> None:
     """Enforce a field's declared `choices` or bounds (see `checked`); None means unset."""
     if value is None or not limits:
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_limits(limits, item, f"{key}[{i}]")
         return
     choices = limits.get("choices")
     if choices is not None and value not in choices:
