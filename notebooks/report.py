@@ -26,7 +26,7 @@ from IPython.display import Markdown, display
 
 from syncse import report
 from syncse.config import VARIANTS, load_params
-from syncse.data import Triplet, load_nli_triplets, read_triplets, write_json
+from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, write_json
 
 logging.basicConfig(level=logging.WARNING)
 revision = report.git_revision(".")  # before this notebook writes anything
@@ -40,7 +40,8 @@ summary = report.training_summary(metrics_dir, variants)
 dev = {name: report.read_json(f"{metrics_dir}/dev/{name}.json") for name in ["base", *variants]}
 Path(out_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
-Path(f"{out_dir}/table.md").write_text(report.markdown_table(table))
+with atomic_writer(f"{out_dir}/table.md") as out:
+    out.write(report.markdown_table(table))
 write_json(f"{metrics_dir}/table.json", table.loc[list(rows)].to_dict(orient="index"))
 display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC), params, summary)))
 

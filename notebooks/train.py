@@ -28,7 +28,7 @@ import pandas as pd
 
 from syncse.config import load_params
 from syncse.data import write_json
-from syncse.train import train, training_rows
+from syncse.train import DevSettings, train, training_rows
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 for noisy in ("httpx", "mteb", "sentence_transformers.base.model_card"):
@@ -50,6 +50,7 @@ result = train(
     checkpoint_dir=f"artifacts/checkpoints/{variant}",
     log_path=f"metrics/train/{variant}.csv",
     seed=params.seed,
+    dev=DevSettings(params.evaluate.max_seq_length, params.evaluate.precision),  # dev scored as the evaluation stage does
 )
 if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
     write_json(f"metrics/train/{variant}.json", asdict(result))

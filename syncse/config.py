@@ -32,6 +32,8 @@ VARIANTS = ("unsup", "sup", "partial", "scratch", "mixed")  # the trained varian
 BACKENDS = ("embedded", "openai", "openai-batch")  # llm.backend
 POOLERS = ("auto", "cls", "cls_before_pooler", "mean")  # train.pooler, evaluate.anchors.<name>.pooling
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision
+SELECTIONS = {"stsb": "stsb_dev", "stsb+sickr": "avg"}  # train.select_on -> the dev score it selects on
+BATCH_SAMPLERS = ("random", "no_duplicates")  # train.batch_sampler
 PARTIAL_SOURCES = ("nli", "wiki")  # synth.partial_source
 SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "duplicate", "near_duplicate")  # synth.filters, in the order they apply
 SHOT_TOPICS = ("sampled", "shot")  # synth.shot_topics
@@ -104,7 +106,7 @@ class LLMConfig:
     model_dir: str = ".cache/models"  # where split GGUF parts are assembled
     max_in_flight: int = checked(2, ge=1)  # concurrent requests (raise it for a remote API; embedded: slots are the limit)
     max_retries: int = checked(6, ge=0)  # per request, on 408/409/429/5xx, timeouts, malformed bodies
-    backoff_base_s: float = checked(1.0, ge=0)  # first backoff; doubles per retry, full jitter
+    backoff_base_s: float = checked(1.0, ge=0)  # first backoff; doubles per retry, equal jitter U(0.5, 1)
     backoff_max_s: float = checked(60.0, ge=0)  # backoff ceiling (a Retry-After header wins)
     timeout_s: float = checked(120.0, gt=0)  # per HTTP attempt
     max_budget_tokens: int | None = checked(None, ge=0)  # stop sending after this many paid tokens (None: no cap)
@@ -199,6 +201,9 @@ class TrainConfig:
     num_examples: int = checked(1024, ge=0)  # rows per variant (a seeded sample); 0 = all available
     equal_rows: bool = True  # cap every variant at the smallest variant's row count (fair comparison)
     eval_steps: int = checked(8, ge=1)  # dev evaluation + checkpoint every N steps (and at the last step)
+    select_on: str = checked("stsb+sickr", choices=tuple(SELECTIONS))  # stsb (SimCSE's scripts) | stsb+sickr (SynCSE's: the mean)
+    batch_sampler: str = checked("random", choices=BATCH_SAMPLERS)  # random (SimCSE's) | no_duplicates (no repeated text in a batch)
+    drop_last: bool = False  # drop the last partial batch (SimCSE keeps it)
     precision: str = checked("auto", choices=PRECISIONS)  # auto | fp32 | bf16 | fp16 (auto: bf16 on CPU/recent GPUs, else fp16)
     gather_across_devices: bool = True  # all-gather embeddings under DDP: negatives grow with GPUs
     scratch_share: float = checked(0.5, ge=0, le=1)  # mixed: share of its rows drawn from scratch, the rest from partial

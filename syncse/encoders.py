@@ -302,11 +302,12 @@ def _check_pooler(pooling: str) -> None:
 
 
 def masked_lm_head(spec: str, model: SentenceTransformer) -> nn.Module:
-    """The pretrained masked-LM head of `spec`, its decoder tied to `model`'s input embeddings.
+    """The pretrained masked-LM head of `spec`, as a separate module with its own decoder weights.
 
-    SimCSE's MLM auxiliary predicts masked tokens with the base model's own LM head. A head
-    missing from the checkpoint (e.g. a sentence-transformers export) is initialized fresh,
-    with a warning.
+    SimCSE's MLM auxiliary predicts masked tokens with an `lm_head` loaded from the checkpoint and
+    trained beside the encoder, untied from its input embeddings (`BertForCL` / `RobertaForCL`
+    define no output embeddings to tie). A head missing from the checkpoint (e.g. a
+    sentence-transformers export) is initialized fresh, with a warning.
 
     Raises:
         ValueError: `spec` is a decoder (no masked-LM head) or has no masked-LM class.
@@ -323,5 +324,5 @@ def masked_lm_head(spec: str, model: SentenceTransformer) -> nn.Module:
     if len(heads) != 1:
         raise ValueError(f"{spec!r}: expected one LM head beside the backbone, found {sorted(heads)}")
     decoder = mlm.get_output_embeddings()
-    decoder.weight = transformer.model.get_input_embeddings().weight  # (V, H), tied as in pretraining
+    decoder.weight = nn.Parameter(decoder.weight.detach().clone())  # (V, H): a copy, trained on its own
     return next(iter(heads.values()))

@@ -25,7 +25,7 @@ import pandas as pd
 import seaborn as sns
 
 from syncse.config import EvaluateConfig, Params
-from syncse.data import Triplet
+from syncse.data import Triplet, atomic_writer
 from syncse.evaluate import TEST_TASKS
 
 logger = logging.getLogger(__name__)
@@ -448,10 +448,9 @@ def render_html(notebook_path: str | Path, html_path: str | Path) -> Path:
                             template_file="syncse_report.html.j2", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, embed_images=True)
     body, _ = exporter.from_notebook_node(notebook)
-    html_path = Path(html_path)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
+    with atomic_writer(html_path) as out:  # a kill leaves the old page or the new one
+        out.write(body)
+    return Path(html_path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

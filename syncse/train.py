@@ -16,6 +16,7 @@ Multi-GPU: the same code under `accelerate launch` or `torchrun` runs DDP; with
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -24,7 +25,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,15 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from syncse import encoders
-from syncse.config import PRECISIONS, VARIANTS, TrainConfig
+from syncse.config import PRECISIONS, SELECTIONS, VARIANTS, TrainConfig
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, wiki_sentences, write_json
 from syncse.losses import MLMAuxiliaryLoss, contrastive_loss
 
 logger = logging.getLogger(__name__)
 
 OWN_DATA = tuple(v for v in VARIANTS if v != "mixed")  # variants with a corpus of their own; mixed draws from two
+BATCH_SAMPLERS = {"random": BatchSamplers.BATCH_SAMPLER,  # SimCSE's: shuffled, duplicates allowed
+                  "no_duplicates": BatchSamplers.NO_DUPLICATES}  # a repeated text in a batch is a false negative
 LOG_FIELDS = ("step", "epoch", "loss", "stsb_dev", "sickr_dev", "avg", "learning_rate", "elapsed_s")
 CONFIG_FILE = "syncse_train_config.json"  # the resolved config, beside every model and checkpoint
 DEV_FILE = "dev_scores.json"
@@ -195,45 +198,73 @@ def resolve_precision(precision: str, device: str) -> str:
 # --------------------------------------------------------------------------- selection and logging
 
 
+@dataclass(frozen=True)
+class DevSettings:
+    """How dev scores are computed, during training as in the evaluation stage (so they agree):
+    sentences cut at `max_seq_length` tokens (SimCSE: never cut; 128 covers the dev sets'
+    sentences) and encoded at `precision` (`syncse.evaluate.resolve_precision`)."""
+
+    max_seq_length: int = 128
+    precision: str = "fp32"
+    batch_size: int = 64
+
+
 class DevEvaluator(BaseEvaluator):
-    """Mean of STS-B dev and SICK-R trial Spearman x100 (the paper's selection score).
+    """STS-B dev and SICK-R trial Spearman x100 and their mean; `select_on` names the one selected on.
 
     Uses `syncse.evaluate.dev_scores`; evaluates `eval_model` (the model without a train-only
-    head) when given.
+    head) when given, at the evaluation length, not the training one.
     """
 
-    def __init__(self, data_root: str | Path, eval_model: SentenceTransformer | None = None, batch_size: int = 64):
+    def __init__(self, data_root: str | Path, eval_model: SentenceTransformer | None = None,
+                 settings: DevSettings = DevSettings(), select_on: str = "stsb+sickr"):
         super().__init__()
         self.data_root = str(data_root)
         self.eval_model = eval_model
-        self.batch_size = batch_size
-        self.primary_metric = "avg"
+        self.settings = settings
+        self.primary_metric = SELECTIONS[select_on]
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         """Dev scores `{stsb_dev, sickr_dev, avg}` of the model being trained."""
         from syncse.evaluate import dev_scores  # mteb is heavy: import when first needed
 
         started = time.perf_counter()
-        scores = dev_scores(self.eval_model or model, self.data_root, self.batch_size)
+        scored = self.eval_model or model
+        with at_length(scored, self.settings.max_seq_length):
+            scores = dev_scores(scored, self.data_root, self.settings.batch_size, self.settings.precision)
         logger.info("step %s dev %s (%.1f s)", steps, scores, time.perf_counter() - started)
         return scores
 
 
+@contextlib.contextmanager
+def at_length(model: SentenceTransformer, max_seq_length: int) -> Iterator[None]:
+    """Temporarily encode at `max_seq_length` tokens (training runs at its own, shorter length)."""
+    trained = model.max_seq_length
+    model.max_seq_length = max_seq_length
+    try:
+        yield
+    finally:
+        model.max_seq_length = trained
+
+
 class SelectionCallback(TrainerCallback):
-    """After each evaluation: log a row, save the model if its dev `avg` is the best so far.
+    """After each evaluation: log a row, save the model if its dev score (`select`: `avg` or
+    `stsb_dev`) is the best so far, at the evaluation length `eval_length`.
 
     The log is kept in `checkpoint_dir` (it survives DVC's clean-up) and copied to `log_path`;
     `rows` are the rows of the run being resumed, up to its checkpoint.
     """
 
     def __init__(self, export_model: SentenceTransformer, checkpoint_dir: Path, log_path: Path,
-                 config: dict[str, Any], rows: list[dict[str, Any]]):
+                 config: dict[str, Any], rows: list[dict[str, Any]], select: str, eval_length: int):
         self.export_model = export_model
+        self.select = select
+        self.eval_length = eval_length
         self.best_dir = checkpoint_dir / "best"
         self.log_paths = (checkpoint_dir / LOG_FILE, log_path)
         self.config = config
         self.rows = rows
-        self.best = _read_json(self.best_dir / DEV_FILE).get("avg", -math.inf)
+        self.best = _read_json(self.best_dir / DEV_FILE).get(select, -math.inf)
         self.window_loss: float | None = None
         self.started = time.perf_counter()
 
@@ -257,10 +288,11 @@ class SelectionCallback(TrainerCallback):
         self.rows.append(row)
         for path in self.log_paths:
             write_log(path, self.rows)
-        if scores["avg"] > self.best:
-            self.best = scores["avg"]
-            save_model(self.export_model, self.best_dir, self.config, {**scores, "step": state.global_step})
-            logger.info("new best dev avg %.2f at step %d", self.best, state.global_step)
+        if scores[self.select] > self.best:
+            self.best = scores[self.select]
+            with at_length(self.export_model, self.eval_length):  # the saved model encodes as it was scored
+                save_model(self.export_model, self.best_dir, self.config, {**scores, "step": state.global_step})
+            logger.info("new best dev %s %.2f at step %d", self.select, self.best, state.global_step)
 
 
 def _last(state: TrainerState, key: str) -> float | None:
@@ -380,6 +412,7 @@ def train(
     resume: bool = True,
     device: str | None = None,
     callbacks: list[TrainerCallback] | None = None,
+    dev: DevSettings = DevSettings(),
 ) -> TrainResult:
     """Train on `rows`, select on dev every `cfg.eval_steps`, write the best model to `output_dir`.
 
@@ -395,9 +428,11 @@ def train(
         resume: continue from the last checkpoint in `checkpoint_dir` if its config matches.
         device: "cpu", "cuda", ...; None picks CUDA when available.
         callbacks: extra `transformers` callbacks (progress reporting, early stopping, ...).
+        dev: how dev scores are computed (the evaluation stage's length and precision); the saved
+            model carries that length, so `SentenceTransformer(output_dir)` encodes as it was scored.
     """
     dataset = to_dataset(rows)
-    config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows)}
+    config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows), "dev": asdict(dev)}
     checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     args = training_args(cfg, checkpoint_dir, seed, device, len(dataset))
@@ -409,10 +444,11 @@ def train(
             write_log(log_path, log_rows)
     torch.manual_seed(seed)  # the fresh cls head
     model, export_model = build_model(cfg)
-    callback = SelectionCallback(export_model, checkpoint_dir, log_path, config, log_rows)
+    callback = SelectionCallback(export_model, checkpoint_dir, log_path, config, log_rows,
+                                 SELECTIONS[cfg.select_on], dev.max_seq_length)
     trainer = _Trainer(
         model=model, args=args, train_dataset=dataset, loss=build_loss(model, cfg, args.world_size),
-        evaluator=DevEvaluator(data_root, None if export_model is model else export_model),
+        evaluator=DevEvaluator(data_root, None if export_model is model else export_model, dev, cfg.select_on),
         callbacks=[callback, *(callbacks or [])],
     )
     trainer.warmup_ratio = cfg.warmup_ratio
@@ -457,8 +493,8 @@ def training_args(cfg: TrainConfig, output_dir: Path, seed: int, device: str, nu
         save_steps=cfg.eval_steps,
         save_total_limit=1,
         logging_steps=cfg.eval_steps,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate in the batch would be a false negative
-        dataloader_drop_last=True,
+        batch_sampler=BATCH_SAMPLERS[cfg.batch_sampler],
+        dataloader_drop_last=cfg.drop_last,
         report_to="none",
         disable_tqdm=True,
         ddp_find_unused_parameters=False,

