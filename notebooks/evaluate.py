@@ -50,14 +50,17 @@ write_json(f"metrics/dev/{name}.json", dev)
 pd.DataFrame([test, dev], index=["test", "dev"]).T
 
 # %%
-if cfg.reranking:
-    print(evaluate_reranking(encoder))
-else:
+rerank = evaluate_reranking(encoder) if cfg.reranking else {}  # MTEB v1's reranking MAP, the paper's
+write_json(f"metrics/rerank/{name}.json", rerank)  # {} when skipped: the stage's output exists either way
+if not cfg.reranking:
     print("Reranking (AskUbuntu, MindSmall, SciDocsRR, StackOverflowDupQuestions) skipped: "
           "its data come from the HF hub; set evaluate.reranking: true with a network.")
+pd.Series(rerank, name="MAP x100", dtype=float)
 
 # %%
+reranked = f"avg {rerank['avg']}" if rerank else "not run"
 log_summary(f"evaluate {name}", [
     f"metrics/sts/{name}.json (avg {test['avg']})", f"metrics/dev/{name}.json (avg {dev['avg']})",
+    f"metrics/rerank/{name}.json ({reranked})",
     f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s ({resolve_precision(cfg.precision)})",
 ]);

@@ -42,7 +42,8 @@ Path(out_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
 with atomic_writer(f"{out_dir}/table.md") as out:
     out.write(report.markdown_table(table))
-write_json(f"{metrics_dir}/table.json", table.loc[list(rows)].to_dict(orient="index"))
+reranked = report.rerank_table(metrics_dir, rows)
+write_json(f"{metrics_dir}/table.json", report.metrics_table(table.loc[list(rows)], reranked))
 display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC), params, summary)))
 
 # %% [markdown]
@@ -52,7 +53,7 @@ display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC)
 
 # %%
 display(Markdown(report.results_markdown(table, report.LABELS["base"], trained)))
-display(Markdown(report.reranking_markdown(params.evaluate)))
+display(Markdown(report.reranking_markdown(params.evaluate, reranked)))
 
 # %% [markdown]
 # ## Which of the paper's orderings hold

@@ -51,6 +51,7 @@ PAPER: dict[str, list[float]] = {
     "sup": [76.53, 85.21, 80.95, 86.03, 82.57, 85.83, 80.50, 82.52],
 }
 PAPER_ROWS = {f"paper: {LABELS[v]} (RoBERTa-base)": scores for v, scores in PAPER.items()}
+PAPER_RERANK = {"unsup": 46.95, "partial": 46.74, "scratch": 47.63, "sup": 47.09}  # MAP avg of its 4 reranking tasks
 PAPER_ORDER = ("sup", "partial", "scratch", "unsup")  # the paper's ranking by STS avg, best first
 
 # LLM settings worth printing (the rest are paths, URLs and runtime plumbing).
@@ -239,14 +240,36 @@ def reading_markdown(table: pd.DataFrame, tie_margin: float, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reranking_markdown(cfg: EvaluateConfig) -> str:
-    """Whether the paper's reranking tasks were run, and where their scores are."""
+def rerank_table(metrics_dir: str | Path, rows: Mapping[str, str]) -> pd.DataFrame:
+    """Reranking MAP x100 of every model that ran it (`metrics/rerank/<name>.json`; `{}`: not run),
+    with the paper's averages beside them when any did."""
+    scores = {label: read_json(Path(metrics_dir) / "rerank" / f"{name}.json") for label, name in rows.items()}
+    table = pd.DataFrame.from_dict({label: s for label, s in scores.items() if s}, orient="index")
+    if not table.empty:
+        paper = {f"paper: {LABELS[v]} (RoBERTa-base)": {"avg": avg} for v, avg in PAPER_RERANK.items()}
+        table = pd.concat([table, pd.DataFrame.from_dict(paper, orient="index")])
+    table.index.name = "model"
+    return table
+
+
+def reranking_markdown(cfg: EvaluateConfig, reranked: pd.DataFrame) -> str:
+    """The reranking scores (MTEB v1 MAP, the paper's), or why there are none."""
+    if not reranked.empty:
+        cells = reranked.apply(lambda column: column.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"))
+        return ("**Reranking** (MAP x100, MTEB v1's definition, as the paper):\n\n"
+                + _md(["model", *reranked.columns], ([label, *row] for label, row in zip(cells.index, cells.values))))
     if cfg.reranking:
-        return ("**Reranking** (the paper's four MTEB tasks): run by the evaluation stages (`evaluate.reranking: true`); "
-                "their scores are in the executed evaluation notebooks, not in the metric files this report reads.\n")
+        return "**Reranking**: `evaluate.reranking` is true, but no evaluation stage wrote scores.\n"
     return ("**Reranking** (AskUbuntuDupQuestions, MindSmallReranking, SciDocsRR, StackOverflowDupQuestions): **not run**. "
             "`evaluate.reranking` is false: the tasks' data come from the MTEB hub and need a network. "
             "This report is STS only.\n")
+
+
+def metrics_table(sts: pd.DataFrame, reranked: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """`metrics/table.json`: each of our rows' STS scores, and its reranking MAP avg where it ran."""
+    rerank_avg = reranked["avg"].to_dict() if not reranked.empty else {}
+    return {label: {**scores, **({"rerank_avg": rerank_avg[label]} if label in rerank_avg else {})}
+            for label, scores in sts.to_dict(orient="index").items()}
 
 
 def yield_markdown(metrics_dir: str | Path, names: Sequence[str]) -> str:

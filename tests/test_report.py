@@ -14,7 +14,7 @@ import yaml
 from conftest import run_cli
 
 from syncse import report
-from syncse.config import VARIANTS
+from syncse.config import VARIANTS, EvaluateConfig
 from syncse.data import Triplet, load_nli_triplets, write_triplets
 from syncse.evaluate import encode_fn_for
 
@@ -34,6 +34,7 @@ def _fixture_metrics(root: Path) -> None:
     for i, (name, avg) in enumerate(AVG.items()):
         _write(root / "sts" / f"{name}.json", {**{t: avg + d for t, d in zip(report.COLUMNS[:-1], (-1, 1, 0, 0, 0, 0, 0))}, "avg": avg})
         _write(root / "dev" / f"{name}.json", {"stsb_dev": avg + 10, "sickr_dev": avg + 2, "avg": avg + 6})
+        _write(root / "rerank" / f"{name}.json", {})  # evaluate.reranking off: the stages write {}
         if name == "base":
             continue
         _write(root / "train" / f"{name}.json", {"best": {"stsb_dev": avg + 10.1, "sickr_dev": avg + 2.1, "avg": avg + 6.1, "step": 16 * i},
@@ -167,3 +168,19 @@ def test_render_html_drops_stderr_and_titles_the_page(tmp_path: Path) -> None:
     page = (tmp_path / "n.html").read_text()
     assert "<title>A title</title>" in page and "body text" in page
     assert "Batches" not in page and "mathjax" not in page.lower() and "require.js" not in page
+
+
+def test_reranking_scores_reach_the_table_and_the_page(tmp_path: Path) -> None:
+    rows = {"base (zero-shot)": "base", "SynCSE-partial": "partial"}
+    for name in rows.values():
+        _write(tmp_path / "sts" / f"{name}.json", {c: 50.0 for c in report.COLUMNS})
+    _write(tmp_path / "rerank" / "base.json", {})  # not run for this one
+    _write(tmp_path / "rerank" / "partial.json", {"AskUbuntuDupQuestions": 51.25, "avg": 48.5})
+    reranked = report.rerank_table(tmp_path, rows)
+    assert reranked.loc["SynCSE-partial", "avg"] == 48.5 and "base (zero-shot)" not in reranked.index
+    assert reranked.loc["paper: SynCSE-partial (RoBERTa-base)", "avg"] == 46.74
+    page = report.reranking_markdown(EvaluateConfig(reranking=True), reranked)
+    assert "| SynCSE-partial | 51.25 | 48.50 |" in page and "MTEB v1" in page
+    table = report.metrics_table(report.sts_table(tmp_path, rows, paper=False), reranked)
+    assert table["SynCSE-partial"]["rerank_avg"] == 48.5 and "rerank_avg" not in table["base (zero-shot)"]
+    assert "not run" in report.reranking_markdown(EvaluateConfig(), report.rerank_table(tmp_path, {"b": "base"}))
