@@ -26,9 +26,10 @@ import pandas as pd
 from syncse.config import load_params
 from syncse.data import write_json, write_triplets
 from syncse.llm import open_client
+from syncse.progress import log_summary, setup_logging
 from syncse.synth import config_record, sample_rows, synthesize
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+setup_logging()  # in a log (papermill, DVC): one progress line per 30 s
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpx2").setLevel(logging.WARNING)
 pd.set_option("display.max_colwidth", None)
@@ -40,8 +41,11 @@ with open_client(params.llm) as client:
 written = write_triplets(f"artifacts/synth/{name}.jsonl", result.triplets)
 write_json(f"metrics/synth/{name}.json", result.metrics)
 write_json(f"artifacts/synth/{name}.config.json", config_record(params.synth, params.llm))
-print(f"{written} triplets written to artifacts/synth/{name}.jsonl "
-      f"({result.metrics['kept']} of {result.metrics['requested']} requested, {result.metrics['wall_s']} s)")
+log_summary(f"synthesize {name}", [
+    f"artifacts/synth/{name}.jsonl ({written} triplets of {result.metrics['requested']} requested)",
+    f"{result.metrics['cache_hits']} of {result.metrics['requests']} requests from the cache",
+    f"metrics/synth/{name}.json",
+]);
 
 # %% [markdown]
 # ## Sample triplets

@@ -28,10 +28,11 @@ import pandas as pd
 
 from syncse.config import load_params
 from syncse.data import write_json
+from syncse.progress import log_summary, setup_logging
 from syncse.train import DevSettings, train, training_rows
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-for noisy in ("httpx", "mteb", "sentence_transformers.base.model_card"):
+setup_logging()  # in a log (papermill, DVC): no per-batch bars
+for noisy in ("httpx", "sentence_transformers.base.model_card"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 params = load_params(params_file)
 cfg = params.train.for_variant(variant)
@@ -54,6 +55,11 @@ result = train(
 )
 if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
     write_json(f"metrics/train/{variant}.json", asdict(result))
+    log_summary(f"train {variant}", [
+        f"artifacts/models/{variant} (step {result.best['step']} of {result.steps}, dev {cfg.select_on} "
+        f"{result.best['stsb_dev' if cfg.select_on == 'stsb' else 'avg']:.2f})",
+        f"{result.examples} rows at {result.examples_per_second} examples/s", f"metrics/train/{variant}.json",
+    ])
 result
 
 # %%

@@ -267,14 +267,17 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read `path` once, validate the defaults and every profile, return the selected profile's config."""
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    """Read `path` once, validate the defaults and every profile, return the selected profile's config
+    (`profile`, when given, instead of the file's)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
     raw = yaml.load(path.read_text(), Loader=_Loader) or {}  # a SafeLoader
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level, got {type(raw).__name__}")
+    if profile is not None:
+        raw["profile"] = profile
     params = parse_params(raw)
     resolved = {  # every profile, not only the selected one: a typo fails before any stage runs
         name: parse_params(_deep_merge(raw, overlay), f"profiles.{name}") for name, overlay in params.profiles.items()
@@ -399,3 +402,28 @@ def _join(where: str, name: str) -> str:
 def to_dict(params: Any) -> dict[str, Any]:
     """The resolved config as plain data, to save beside every artifact."""
     return dataclasses.asdict(params)
+
+
+def recipe_table(params: Params) -> str:
+    """Each variant's resolved training recipe as a Markdown table (settings x variants)."""
+    recipes = {v: dataclasses.asdict(params.train.for_variant(v)) for v in VARIANTS}
+    keys = [k for k in recipes[VARIANTS[0]] if k != "variants"]
+    lines = ["| setting | " + " | ".join(VARIANTS) + " |", "|---" * (len(VARIANTS) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(str(recipes[v][k]) for v in VARIANTS) + " |" for k in keys]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m syncse.config [PARAMS] [--profile NAME]`: validate the params and print each variant's recipe."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m syncse.config", description=main.__doc__)
+    parser.add_argument("params", nargs="?", default="params.yaml")
+    parser.add_argument("--profile", help="resolve this profile instead of the file's `profile`")
+    args = parser.parse_args(argv)
+    params = load_params(args.params, args.profile)
+    print(f"profile {params.profile}: training recipe per variant\n\n{recipe_table(params)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -98,3 +98,13 @@ def test_paper_profile_seed_and_evaluation(paper) -> None:
     assert paper.seed == 42  # SynCSE scripts/sup_train_mp.sh:39
     assert paper.evaluate.precision == "fp32"  # evaluation.py runs the model in fp32
     assert paper.evaluate.max_seq_length >= 128  # SimCSE's SentEval batcher pads and never truncates (test_train checks 128 cuts nothing)
+
+
+def test_recipes_print_per_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m syncse.config --profile paper` shows each variant's resolved recipe before a paid run."""
+    from syncse.config import main
+
+    main([str(REPO / "params.yaml"), "--profile", "paper"])
+    shown = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines()}
+    assert shown["select_on"] == "| select_on | stsb | stsb | stsb+sickr | stsb+sickr | stsb+sickr |"
+    assert shown["eval_steps"] == "| eval_steps | 125 | 125 | 25 | 25 | 25 |"
