@@ -45,7 +45,7 @@ ANCHOR = "evaluate.anchors.all-MiniLM-L6-v2"
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [  # each a one-key edit of the repository's params.yaml, loaded from a file as a stage does
-        ("llm.backend", "vllm", r"llm\.backend: unknown value 'vllm'; allowed: \['embedded', 'openai'\]"),
+        ("llm.backend", "vllm", r"llm\.backend: unknown value 'vllm'; allowed: \['embedded', 'openai', 'openai-batch'\]"),
         ("train.precision", "fp8", r"train\.precision: unknown value 'fp8'; allowed: \['auto', 'fp32'"),
         ("train.pooler", "max", r"train\.pooler: unknown value 'max'; allowed: \['auto', 'cls'"),
         (f"{ANCHOR}.pooling", "maxx", r"evaluate\.anchors\.all-MiniLM-L6-v2\.pooling: unknown value 'maxx'"),

@@ -88,7 +88,7 @@ def test_exp_run_floats_in_exponent_notation_are_read_as_numbers(project: Path) 
         ("+train.variants.unsup.lr=fast", "train.variants.unsup.lr: expected float, got str 'fast'"),
         ("train.lr=5e-5x", "train.lr: expected float, got str '5e-5x'"),
         ("train.batch_size=32.5", "train.batch_size: expected int, got float 32.5"),
-        ("llm.backend=vllm", "llm.backend: unknown value 'vllm'; allowed: ['embedded', 'openai']"),
+        ("llm.backend=vllm", "llm.backend: unknown value 'vllm'; allowed: ['embedded', 'openai', 'openai-batch']"),
     ],
 )
 def test_exp_run_rejects_a_bad_override_by_its_key_path(project: Path, override: str, message: str) -> None:
