@@ -277,8 +277,12 @@ def reranking_map(encoder: CachedEncoder, task: Any) -> float:
     return float(np.mean(precisions))
 
 
+def unit_rows(vectors: Any) -> np.ndarray:
+    """Each row scaled to length 1 (float32; a zero row stays zero): dot products become cosines."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+
+
 def _cosine(queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """(q, d) cosine similarities of (q, dim) and (d, dim) embeddings."""
-    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
-    return queries @ docs.T
+    return unit_rows(queries) @ unit_rows(docs).T

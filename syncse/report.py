@@ -26,7 +26,7 @@ import seaborn as sns
 
 from syncse.config import EvaluateConfig, Params
 from syncse.data import Triplet, atomic_writer
-from syncse.evaluate import TEST_TASKS
+from syncse.evaluate import TEST_TASKS, unit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -321,9 +321,9 @@ def triplet_similarities(encode: Callable[[list[str]], Any], triplets: Mapping[s
     frames = []
     for source, items in triplets.items():
         rows = [t for t in items if t.negative]
-        anchors = _unit(encode([t.anchor for t in rows]))  # (n, dim)
-        positives = _unit(encode([t.positive for t in rows]))  # (n, dim)
-        negatives = _unit(encode([t.negative for t in rows]))  # (n, dim)
+        anchors = unit_rows(encode([t.anchor for t in rows]))  # (n, dim)
+        positives = unit_rows(encode([t.positive for t in rows]))  # (n, dim)
+        negatives = unit_rows(encode([t.negative for t in rows]))  # (n, dim)
         frames.append(pd.DataFrame({
             "source": source, "anchor": [t.anchor for t in rows], "positive": [t.positive for t in rows],
             "negative": [t.negative for t in rows], "positive_cosine": (anchors * positives).sum(1),
@@ -345,11 +345,6 @@ def judge_encoder(spec: str, batch_size: int = 64) -> Callable[[list[str]], np.n
         if shown:
             hf_logging.enable_progress_bar()
     return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-
-
-def _unit(vectors: Any) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def similarity_markdown(sims: pd.DataFrame) -> str:

@@ -61,13 +61,17 @@ def tiny_dev(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     return root
 
 
-def run_cli(args: list[str], cwd: Path) -> str:
-    """Run a command with this interpreter's scripts (dvc, papermill, jupytext) first on PATH;
-    fail the test with its output if it exits non-zero."""
-    import subprocess
+def cli_env() -> dict[str, str]:
+    """The environment with this interpreter's scripts (dvc, papermill, jupytext) first on PATH."""
     import sys
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_cli(args: list[str], cwd: Path) -> str:
+    """Run a command with `cli_env`; fail the test with its output if it exits non-zero."""
+    import subprocess
+
+    done = subprocess.run(args, cwd=cwd, env=cli_env(), capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout

@@ -4,7 +4,6 @@ several query texts take each candidate's best), on a task in mteb v2's layout."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,14 +11,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import run_cli
+from conftest import cli_env, run_cli
 from sentence_transformers import SentenceTransformer
 
 from syncse.data import Triplet, load_nli_triplets, write_triplets
@@ -28,10 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE = "train@partial"
 STEPS = 24
 KILL_AT = 8  # the step whose complete checkpoint triggers the kill
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +64,7 @@ def make_project(tmp_path_factory: pytest.TempPathFactory, tiny_bert: str, tiny_
 
 def _kill_mid_training(command: list[str], root: Path) -> None:
     """Start `command`, SIGKILL its whole process group once checkpoint KILL_AT is complete."""
-    process = subprocess.Popen(command, cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    process = subprocess.Popen(command, cwd=root, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     marker = root / f"artifacts/checkpoints/partial/checkpoint-{KILL_AT}/trainer_state.json"
     deadline = time.monotonic() + 600

@@ -166,34 +166,32 @@ class Duplicate(Filter):
     """An anchor seen before (case-insensitive)."""
 
     name = "duplicate"
+    reason = "duplicate_anchor"
 
     def __init__(self, cfg: SynthConfig, pools: PromptPools) -> None:
         super().__init__(cfg, pools)
         self.seen: set[str] = set()
 
+    def key(self, text: str) -> str:
+        """What two anchors share when this filter calls them the same."""
+        return text.lower()
+
     def __call__(self, c: Candidate) -> str | None:
-        return "duplicate_anchor" if c.stage == "anchor" and c.text.lower() in self.seen else None
+        return self.reason if c.stage == "anchor" and self.key(c.text) in self.seen else None
 
     def accept(self, c: Candidate) -> None:
         if c.stage == "anchor":
-            self.seen.add(c.text.lower())
+            self.seen.add(self.key(c.text))
 
 
-class NearDuplicate(Filter):
+class NearDuplicate(Duplicate):
     """An anchor equal to an earlier one up to word order, inflection, punctuation and stop words."""
 
     name = "near_duplicate"
+    reason = "near_duplicate_anchor"
 
-    def __init__(self, cfg: SynthConfig, pools: PromptPools) -> None:
-        super().__init__(cfg, pools)
-        self.seen: set[str] = set()
-
-    def __call__(self, c: Candidate) -> str | None:
-        return "near_duplicate_anchor" if c.stage == "anchor" and loose_key(c.text) in self.seen else None
-
-    def accept(self, c: Candidate) -> None:
-        if c.stage == "anchor":
-            self.seen.add(loose_key(c.text))
+    def key(self, text: str) -> str:
+        return loose_key(text)
 
 
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Failed, Explanation, MaxWords, MinWords, Copy, Duplicate, NearDuplicate)}
