@@ -170,6 +170,14 @@ class SynthConfig:
             temperature=1.3, top_p=1.0, presence_penalty=0.3, frequency_penalty=0.3, max_tokens=640
         )
     )
+    targeted_negatives: float = checked(0.0, ge=0, le=1)  # share of negative prompts (drawn per exemplar block) using one of
+    #                           our targeted instructions (syncse/pools/targeted.yaml); 0 = the paper's four only
+    self_check: bool = False  # MultiCSR's self-check: a judge scores anchor-positive and anchor-negative similarity 0-5
+    self_check_llm: dict[str, Any] = field(default_factory=dict)  # the judge as an overlay on `llm` ({}: the generator
+    #                           itself; e.g. {model: gpt-4o-mini} on the same server)
+    self_check_min_positive: float = checked(3.0, ge=0, le=5)  # a positive passes at this score or above (MultiCSR: 3)
+    self_check_max_negative: float = checked(3.0, ge=0, le=5)  # a negative passes at this score or below (MultiCSR: 3)
+    self_check_retries: int = checked(2, ge=0)  # regenerations of a side that fails the self-check before the triplet is dropped
 
 
 @dataclass
@@ -307,7 +315,13 @@ def parse_params(raw: dict[str, Any], where: str = "") -> Params:
         raise ConfigError(f"{_join(where, 'train.scratch_share')}: set it per variant, as train.variants.mixed.scratch_share")
     params = build(Params, raw, where)
     params.train.check_variants(_join(where, "train"))
+    judge_llm(params.llm, params.synth.self_check_llm, _join(where, "synth.self_check_llm"))
     return params
+
+
+def judge_llm(llm: LLMConfig, overlay: dict[str, Any], where: str = "synth.self_check_llm") -> LLMConfig:
+    """The self-check's judge: `llm` with `overlay` applied (validated, `where` named in errors)."""
+    return build(LLMConfig, {**dataclasses.asdict(llm), **overlay}, where)
 
 
 T = typing.TypeVar("T")

@@ -42,6 +42,7 @@ DROP_REASONS = (
     *(f"{side}_{reason}" for side in SIDES for reason in OUTPUT_REASONS),
     "positive_equals_negative",
     "shortfall",  # fewer usable anchors than requested (scratch: generated sentences; partial: the pool)
+    "self_check_positive", "self_check_negative", "self_check_unparsed",  # syncse.synth.selfcheck, after its retries
 )
 
 _REFUSAL = re.compile(  # a model declining, not any sentence that says "I can't"
@@ -64,7 +65,8 @@ class Candidate:
     """One text a filter judges (see the module's table of stages).
 
     `omits`: generated under an instruction that allows dropping details (positive 4);
-    `refusal`: the API's own refusal field, if it set one.
+    `refusal`: the API's own refusal field, if it set one; `reorders`: generated under an
+    instruction that asks for the reference's words in another order (our role swap).
     """
 
     stage: str
@@ -72,6 +74,7 @@ class Candidate:
     reference: str = ""
     omits: bool = False
     refusal: str | None = None
+    reorders: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -157,7 +160,7 @@ class Copy(Filter):
     def __call__(self, c: Candidate) -> str | None:
         if c.stage == "item":
             return "copies_shot" if loose_key(c.text) in self.shots else None
-        if c.stage == "anchor" or not is_copy(c.text, c.reference, self.cfg.copy_jaccard, c.omits):
+        if c.stage == "anchor" or not is_copy(c.text, c.reference, self.cfg.copy_jaccard, c.omits, c.reorders):
             return None
         return "equals_positive" if c.stage == "pair" else "copies_anchor"
 
@@ -226,18 +229,19 @@ def negations(text: str) -> set[str]:
     return {w for w in words(text) if w in _NEGATIONS or w.endswith("n't")}
 
 
-def is_copy(text: str, reference: str, threshold: float, omits: bool = False) -> bool:
+def is_copy(text: str, reference: str, threshold: float, omits: bool = False, reorders: bool = False) -> bool:
     """`text` says what `reference` says in (nearly) the same words.
 
     A copy: the same stemmed content words (order, inflection, punctuation and stop words do not
     matter), or the reference with a few words inserted or deleted (Jaccard at or above `threshold`).
     Never a copy: a swapped word (a hard negative's small edit); an added or removed negation
     (`A man is not sleeping`); a deletion under an instruction that asks for one (`omits`:
-    positive 4's "omit some of the non-essential details").
+    positive 4's "omit some of the non-essential details"); the same words in another order under
+    an instruction that asks for a swap (`reorders`: `A cat chases a dog` from `A dog chases a cat`).
     """
     st, sr = stems(text), stems(reference)
     if st == sr:
-        return True
+        return not reorders or words(text) == words(reference)
     if negations(text) != negations(reference):
         return False
     if st < sr:

@@ -11,6 +11,7 @@ counted by reason (`DROP_REASONS`), so kept + dropped = requested.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -24,8 +25,9 @@ from syncse.config import PARTIAL_SOURCES, LLMConfig, SynthConfig
 from syncse.data import Triplet, load_nli_triplets, nli_premises, wiki_sentences
 from syncse.llm import BudgetExceeded, ChatClient, ChatResult
 from syncse.synth.filters import DROP_REASONS, Candidate, Filters
-from syncse.synth.pools import SIDES, PromptPools, load_pools
+from syncse.synth.pools import SIDES, Instruction, PromptPools, load_pools
 from syncse.synth.requests import aids_enabled, annotation_request, scratch_request
+from syncse.synth.selfcheck import FAILED, UNPARSED, SelfCheck, open_self_check
 from syncse.synth.text import clean_annotation, detokenize, normalize, parse_sentences
 
 logger = logging.getLogger(__name__)
@@ -60,16 +62,21 @@ class SideState:
     reason: str | None = "empty"
     meta: dict[str, Any] = field(default_factory=dict)
     raw: str | None = None
+    checks: int = 0  # self-check failures so far (each one regenerates the side)
+    score: float | None = None  # the self-check's score of this output (None: not judged)
 
 
-def _judge(result: ChatResult, side: str, anchor: str, omits: bool, filters: Filters) -> tuple[str, str | None]:
+def _judge(
+    result: ChatResult, side: str, anchor: str, instruction: Instruction, filters: Filters
+) -> tuple[str, str | None]:
     """Cleaned output and its reject reason (None if usable)."""
     if result.error == "budget":
         return "", "budget"
     if result.error:
         return "", "request_failed"
     output = clean_annotation(result.content, anchor)
-    return output, filters.reason(Candidate(side, output, anchor, omits, result.refusal))
+    candidate = Candidate(side, output, anchor, instruction.omits, result.refusal, instruction.reorders)
+    return output, filters.reason(candidate)
 
 
 def annotate(
@@ -81,39 +88,71 @@ def annotate(
     aids: bool,
     reject_retries: int,
     label: str,
+    check: SelfCheck | None = None,
 ) -> tuple[list[dict[str, SideState]], Counter[str]]:
     """Positive and negative for each anchor; with aids, rejected outputs are resampled up to
     `reject_retries` times (a negative that copies its positive counts as a negative reject).
+    With a self-check, a triplet whose sides both passed is judged, and a side that fails is
+    resampled up to `synth.self_check_retries` times (with or without aids).
 
     Returns per-anchor side states and the count of resamples by first reason.
     """
     filters = Filters(cfg, pools)
-    omitting = {i.id for i in pools.positive + pools.negative if i.omits}
+    instructions = pools.by_id()
     repeats = _repeats(anchors)
     states = [{side: SideState() for side in SIDES} for _ in anchors]
     resampled: Counter[str] = Counter()
+    tries: Counter[tuple[int, str]] = Counter()  # requests sent per side: a resample's attempt number
+    retries = (reject_retries if aids else 0, cfg.self_check_retries if check else 0)
     todo = _block_order([(i, side) for i in range(len(anchors)) for side in SIDES], cfg.exemplar_block)
-    for attempt in range(1 + (reject_retries if aids else 0)):
+    for attempt in itertools.count():  # ends: a side is sent at most 1 + sum(retries) times
         if not todo:
             break
         built = [
-            annotation_request(anchors[i], side, pools, cfg, seed, aids, i // cfg.exemplar_block, attempt, repeats[i])
+            annotation_request(anchors[i], side, pools, cfg, seed, aids, i // cfg.exemplar_block, tries[i, side],
+                               repeats[i])
             for i, side in todo
         ]
         results = client.complete([r for r, _ in built], desc=f"{label} annotate (try {attempt + 1})")
         for (i, side), (_, meta), result in zip(todo, built, results):
-            output, reason = _judge(result, side, anchors[i], meta["instruction"] in omitting, filters)
-            states[i][side] = SideState(output, reason, meta, result.content)
+            output, reason = _judge(result, side, anchors[i], instructions[meta["instruction"]], filters)
+            states[i][side] = SideState(output, reason, meta, result.content, states[i][side].checks)
+            tries[i, side] += 1
         for state in states:
             pos, neg = state["positive"], state["negative"]
             if pos.reason is None and neg.reason is None:
                 neg.reason = filters.reason(Candidate("pair", neg.output, pos.output))
-        final = (None, "budget", "request_failed")
-        todo = _block_order([(i, side) for i, s in enumerate(states) for side in SIDES if s[side].reason not in final],
-                            cfg.exemplar_block)
-        if attempt < reject_retries and aids:
-            resampled.update(f"{side}_{states[i][side].reason}" for i, side in todo)
+        if check is not None:
+            _self_check(anchors, states, check, label)
+        todo = _block_order([(i, side) for i, s in enumerate(states) for side in SIDES
+                             if _resend(s[side], tries[i, side], retries)], cfg.exemplar_block)
+        resampled.update(f"{side}_{states[i][side].reason}" for i, side in todo)
     return states, resampled
+
+
+def _resend(state: SideState, tries: int, retries: tuple[int, int]) -> bool:
+    """Whether a side is sampled again: a filter reject while filter retries are left (`retries[0]`),
+    a failed self-check while self-check retries are left (`retries[1]`)."""
+    if state.reason in (None, "budget", "request_failed"):
+        return False
+    if state.reason in (FAILED, UNPARSED):
+        return state.checks <= retries[1]
+    return tries - state.checks <= retries[0]
+
+
+def _self_check(anchors: Sequence[str], states: list[dict[str, SideState]], check: SelfCheck, label: str) -> None:
+    """Judge every side not judged yet of the triplets whose two sides passed the filters; a side
+    that fails takes the self-check's reason and counts one more failure."""
+    todo = [(i, side) for i, s in enumerate(states) if all(x.reason is None for x in s.values())
+            for side in SIDES if s[side].score is None]
+    if not todo:
+        return
+    verdicts = check.score([(anchors[i], side, states[i][side].output) for i, side in todo], label)
+    for (i, side), (score, reason) in zip(todo, verdicts):
+        state = states[i][side]
+        state.score, state.reason = score, reason
+        state.meta = {**state.meta, "self_check": score}
+        state.checks += reason in (FAILED, UNPARSED)
 
 
 def _repeats(anchors: Sequence[str]) -> list[int]:
@@ -142,14 +181,28 @@ def _assemble(
         pos, neg = state["positive"], state["negative"]
         bad = next((side for side in SIDES if state[side].reason is not None), None)
         if bad is not None:
-            reason = state[bad].reason
-            key = "positive_equals_negative" if reason == "equals_positive" else f"{bad}_{reason}"
+            key = _drop_key(bad, state[bad].reason)
             drops[key] += 1
             rejected.append({"anchor": anchor, "side": bad, "output": state[bad].raw, "reason": key})
             continue
         meta = {"model": model, **more, "positive": pos.meta, "negative": neg.meta}
         triplets.append(Triplet(anchor, pos.output, neg.output, source, meta))
     return triplets, drops, rejected
+
+
+def _drop_key(side: str, reason: str | None) -> str:
+    """The drop report's reason for a triplet whose `side` failed with `reason`."""
+    if reason == "equals_positive":
+        return "positive_equals_negative"
+    if reason == FAILED:
+        return f"self_check_{side}"
+    return UNPARSED if reason == UNPARSED else f"{side}_{reason}"
+
+
+def negative_instructions(triplets: Sequence[Triplet], pools: PromptPools) -> dict[str, int]:
+    """Kept triplets per instruction of their negative (`kept_negative_<id>`: the paper's four and ours)."""
+    counts = Counter(t.meta["negative"]["instruction"] for t in triplets)
+    return {f"kept_negative_{i.id}": counts[i.id] for i in pools.negative + pools.targeted}
 
 
 def select_anchors(candidates: Sequence[str], n: int, filters: Filters) -> tuple[list[str], list[int], Counter[str]]:
@@ -169,8 +222,9 @@ def select_anchors(candidates: Sequence[str], n: int, filters: Filters) -> tuple
 def check_config(cfg: SynthConfig, pools: PromptPools) -> None:
     """Reject settings the pipelines (or the pools' sizes) cannot honour, naming the key and the allowed range."""
     smallest_genre = min(len(g.examples) for g in pools.genres)
+    annotating = pools.positive + pools.negative + (pools.targeted if cfg.targeted_negatives else ())
     bounds = {
-        "n_exemplars": (cfg.n_exemplars, 0, min(len(i.exemplars) for i in pools.positive + pools.negative)),
+        "n_exemplars": (cfg.n_exemplars, 0, min(len(i.exemplars) for i in annotating)),
         "exemplar_block": (cfg.exemplar_block, 1, None),
         "n_topics": (cfg.n_topics, 1, len(pools.topics)),
         "sentences_per_call": (cfg.sentences_per_call, 1, None),
@@ -198,10 +252,14 @@ def synthesize(
     pools = load_pools()
     check_config(cfg, pools)
     aids = aids_enabled(llm)
-    if name == "partial":
-        result = _partial(client, cfg, pools, seed, data_root, aids, llm.reject_retries)
-    else:
-        result = _scratch(client, cfg, pools, seed, aids, llm.reject_retries)
+    with open_self_check(client, cfg, llm) as check:
+        if name == "partial":
+            result = _partial(client, cfg, pools, seed, data_root, aids, llm.reject_retries, check)
+        else:
+            result = _scratch(client, cfg, pools, seed, aids, llm.reject_retries, check)
+    if check is not None:
+        result.metrics.update(check.metrics())
+    result.metrics.update(negative_instructions(result.triplets, pools))
     missing = budget_missing(result)
     if missing:  # never train on a silently truncated set: fail the stage, keep what was paid for
         raise BudgetExceeded(client.budget.stop_message(f"synthesize {name}", missing, result.metrics["requested"]))
@@ -225,7 +283,8 @@ def partial_pool(source: str, data_root: str, distinct: bool) -> list[str]:
 
 
 def _partial(
-    client: ChatClient, cfg: SynthConfig, pools: PromptPools, seed: int, data_root: str, aids: bool, retries: int
+    client: ChatClient, cfg: SynthConfig, pools: PromptPools, seed: int, data_root: str, aids: bool, retries: int,
+    check: SelfCheck | None,
 ) -> SynthResult:
     filters = Filters(cfg, pools)
     pool = partial_pool(cfg.partial_source, data_root, distinct="duplicate" in filters)
@@ -234,7 +293,7 @@ def _partial(
     if len(pool) < cfg.n_partial:
         logger.warning("partial: %d sentences in the pool, %d requested", len(pool), cfg.n_partial)
         drops["shortfall"] = cfg.n_partial - len(pool)
-    states, resampled = annotate(anchors, client, cfg, pools, seed, aids, retries, "partial")
+    states, resampled = annotate(anchors, client, cfg, pools, seed, aids, retries, "partial", check)
     triplets, out_drops, rejected = _assemble(anchors, states, "partial", [{}] * len(anchors), client.model)
     result = SynthResult(triplets, drops + out_drops, rejected)
     result.metrics = {"requested": cfg.n_partial, "pool_sentences": len(pool),
@@ -243,7 +302,8 @@ def _partial(
 
 
 def _scratch(
-    client: ChatClient, cfg: SynthConfig, pools: PromptPools, seed: int, aids: bool, retries: int
+    client: ChatClient, cfg: SynthConfig, pools: PromptPools, seed: int, aids: bool, retries: int,
+    check: SelfCheck | None,
 ) -> SynthResult:
     calls = math.ceil(cfg.n_scratch * cfg.overgenerate / cfg.sentences_per_call)
     built = [scratch_request(call, pools, cfg, seed, aids) for call in range(calls)]
@@ -261,7 +321,7 @@ def _scratch(
     anchors, index, anchor_drops = select_anchors(candidates, len(candidates), filters)
     sentence_drops += anchor_drops
     anchors, index = anchors[: cfg.n_scratch], index[: cfg.n_scratch]
-    states, resampled = annotate(anchors, client, cfg, pools, seed, aids, retries, "scratch")
+    states, resampled = annotate(anchors, client, cfg, pools, seed, aids, retries, "scratch", check)
     extra = [provenance[i] for i in index]
     triplets, drops, rejected = _assemble(anchors, states, "scratch", extra, client.model)
     drops["shortfall"] = cfg.n_scratch - len(anchors)

@@ -1,5 +1,6 @@
-"""The prompt pools (`syncse/pools/*.yaml`): the paper's instructions, our exemplars, the scratch
-genres with their topic-tagged example sentences, the topics, and which prompts we wrote."""
+"""The prompt pools (`syncse/pools/*.yaml`): the paper's instructions, our exemplars, our targeted
+negative instructions, the scratch genres with their topic-tagged example sentences, the topics,
+and which prompts we wrote."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ class Exemplar:
 @dataclass(frozen=True)
 class Instruction:
     """An annotation instruction (the paper's wording) with its own exemplar pool; `omits`: it
-    allows dropping details (positive 4), so an output that only deletes words is what it asks for."""
+    allows dropping details (positive 4), so an output that only deletes words is what it asks for;
+    `reorders`: it asks for the input's words in another order (a role swap), so such an output is no copy."""
 
     id: str
     text: str
     exemplars: tuple[Exemplar, ...]
     omits: bool = False
+    reorders: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,17 @@ class PromptPools:
     caption_written_by: dict[str, str]  # id -> one of WRITTEN_BY
     genres: tuple[Genre, ...]
     topics: tuple[str, ...]
+    targeted: tuple[Instruction, ...] = ()  # our targeted negative instructions (targeted.yaml)
 
     def instructions(self, side: str) -> tuple[Instruction, ...]:
         """The instructions of `side` (`positive` or `negative`)."""
         if side not in SIDES:
             raise ValueError(f"unknown side {side!r}; expected one of {SIDES}")
         return self.positive if side == "positive" else self.negative
+
+    def by_id(self) -> dict[str, Instruction]:
+        """Every annotation instruction (the paper's and our targeted ones) by id."""
+        return {i.id: i for i in self.positive + self.negative + self.targeted}
 
 
 def load_pools() -> PromptPools:
@@ -91,6 +99,7 @@ def load_pools() -> PromptPools:
 
     topics = tuple(scratch["topics"])
     genres = tuple(_genre(gid, g, topics) for gid, g in scratch["genres"].items())
+    targeted = _targeted(yaml.safe_load((folder / "targeted.yaml").read_text(encoding="utf-8")))
     captions = scratch["caption_instructions"]
     for cid, caption in captions.items():
         if caption["written_by"] not in WRITTEN_BY:
@@ -99,7 +108,20 @@ def load_pools() -> PromptPools:
     return PromptPools(
         instructions("positive"), instructions("negative"), dict(scratch["instructions"]),
         {cid: c["text"] for cid, c in captions.items()}, {cid: c["written_by"] for cid, c in captions.items()},
-        genres, topics,
+        genres, topics, targeted,
+    )
+
+
+def _targeted(raw: dict[str, Any]) -> tuple[Instruction, ...]:
+    """Our targeted negative instructions (targeted.yaml), each with its own `[input, output]` exemplars."""
+    if raw["written_by"] != "us":
+        raise ValueError(f"targeted.yaml written_by: {raw['written_by']!r}; expected 'us' (the paper has none)")
+    reorders = set(raw["reorders"])
+    return tuple(
+        Instruction(iid, item["text"], tuple(
+            Exemplar(f"{iid}-{i:02d}", pair[0], pair[1]) for i, pair in enumerate(item["exemplars"])
+        ), reorders=iid in reorders)
+        for iid, item in raw["instructions"].items()
     )
 
 

@@ -1,5 +1,5 @@
-"""The chat requests of synthesis: annotation (positive or hard negative of one anchor) and
-scratch generation (one-shot, by genre and topics), with their provenance.
+"""The chat requests of synthesis: annotation (positive or hard negative of one anchor), scratch
+generation (one-shot, by genre and topics), with their provenance, and the self-check's judge call.
 
 The request body is the response cache's key: a change here re-pays every changed request.
 `aids` (embedded backend only) adds a system prompt and JSON-schema output, which a 0.5B model
@@ -14,7 +14,7 @@ from typing import Any
 
 from syncse.config import LLMConfig, SamplingConfig, SynthConfig
 from syncse.llm import ChatRequest
-from syncse.synth.pools import Example, PromptPools
+from syncse.synth.pools import Example, Instruction, PromptPools
 
 AID_SYSTEM = (
     "You are a careful writing assistant that edits single sentences. Follow the instruction "
@@ -36,6 +36,24 @@ SENTENCES_SCHEMA = {
             "type": "object",
             "properties": {"sentences": {"type": "array", "items": {"type": "string"}}},
             "required": ["sentences"],
+        },
+    },
+}
+
+
+JUDGE_SYSTEM = (
+    "Rate how similar in meaning the two sentences are, from 0 (unrelated or contradictory) to 5 "
+    "(the same meaning). Answer with the score only."
+)
+JUDGE_MAX_TOKENS = 16  # a score, or {"score": n} under the schema
+SCORE_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "score",
+        "schema": {
+            "type": "object",
+            "properties": {"score": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]}},
+            "required": ["score"],
         },
     },
 }
@@ -80,8 +98,7 @@ def annotation_request(
     of the same anchor (premises repeat in the NLI rows): it gets its own sampling seed, so an
     independent answer instead of the cached first one.
     """
-    rng = random.Random(f"{seed}:{side}:{block}")
-    instruction = rng.choice(pools.instructions(side))
+    instruction, rng = _instruction(side, pools, cfg, seed, block)
     shots = rng.sample(instruction.exemplars, min(cfg.n_exemplars, len(instruction.exemplars)))
     messages = [{"role": "system", "content": (AID_SYSTEM if aids else "") + instruction.text}]
     for shot in shots:
@@ -101,6 +118,32 @@ def annotation_request(
         "attempt": attempt,
     }
     return request, meta
+
+
+def _instruction(side: str, pools: PromptPools, cfg: SynthConfig, seed: int, block: int) -> tuple[Instruction, random.Random]:
+    """The block's instruction and the generator its exemplars are drawn from.
+
+    A negative block uses one of our targeted instructions with probability
+    `cfg.targeted_negatives`, decided by a generator of its own: every other block draws exactly
+    as without targeted instructions, so its requests (and cached responses) are unchanged.
+    """
+    if side == "negative" and cfg.targeted_negatives > 0:
+        rng = random.Random(f"{seed}:targeted:{block}")
+        if rng.random() < cfg.targeted_negatives:
+            return rng.choice(pools.targeted), rng
+    rng = random.Random(f"{seed}:{side}:{block}")
+    return rng.choice(pools.instructions(side)), rng
+
+
+def judge_request(anchor: str, text: str, aids: bool) -> ChatRequest:
+    """The self-check's call: the similarity of `anchor` and `text` on MultiCSR's 0-5 scale, greedy
+    and short; with `aids`, the answer is constrained to `{"score": 0..5}`."""
+    messages = ({"role": "system", "content": JUDGE_SYSTEM},
+                {"role": "user", "content": f"Sentence 1: {anchor}\nSentence 2: {text}"})
+    params: dict[str, Any] = {"temperature": 0.0, "max_tokens": JUDGE_MAX_TOKENS}
+    if aids:
+        params["response_format"] = SCORE_SCHEMA
+    return ChatRequest(messages, params)
 
 
 def scratch_request(
