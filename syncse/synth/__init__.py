@@ -1,10 +1,11 @@
 """SynCSE data synthesis, one concern per module:
 
 - `pools`: the prompt pools (`syncse/pools/*.yaml`): the paper's instructions, our exemplars,
-  genres with topic-tagged example sentences, topics.
+  our targeted negative instructions, genres with topic-tagged example sentences, topics.
 - `text`: normalise, detokenise, read the usable sentence(s) out of a model's answer.
 - `filters`: cleaning as named filters (`synth.filters`), a candidate in, a drop reason out.
-- `requests`: the chat requests (annotation, scratch generation) and their provenance.
+- `requests`: the chat requests (annotation, scratch generation, the self-check's judge call) and their provenance.
+- `selfcheck`: the self-check (`synth.self_check`): a judge scores each pair 0-5, failing sides are regenerated.
 - `pipelines`: partial and scratch end to end, the drop report and the metrics.
 
 - **partial**: each unlabeled sentence (NLI premises by default) gets one positive and one hard
