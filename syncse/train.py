@@ -1,4 +1,4 @@
-"""Contrastive training of the five variants on sentence-transformers' trainer.
+"""Contrastive training of the variants on sentence-transformers' trainer.
 
 `train` builds the encoder (`syncse.encoders`), the SimCSE loss (`syncse.losses`), evaluates on
 the development sets every `eval_steps` (mean of STS-B dev and SICK-R trial Spearman, the paper's
@@ -8,7 +8,12 @@ writes a CSV log (one row per evaluation: step, mean training loss, dev scores).
 Resumption survives `dvc repro`: DVC deletes a stage's outputs before running it, so everything a
 resumed run needs (checkpoints, the best model so far, the log of record) lives in the persistent
 `checkpoint_dir`, and the stage's log is a copy of it. Every file and directory is written beside
-its target and renamed into place, so a kill -9 leaves the old version or the new one.
+its target and renamed into place, so a kill -9 leaves the old version or the new one. A run that
+finished leaves `train_result.json` there: run again on the same config and rows, it costs a copy.
+
+Seeds: a stage trains its variant once per seed in `train.seeds`, each in its own
+`<models>/<variant>/seed-<s>` and `<checkpoints>/<variant>/seed-<s>` (`syncse.seeds`), on the same
+rows (drawn with the top-level `seed`); an interrupted stage resumes the seed it was in.
 
 Multi-GPU: the same code under `accelerate launch` or `torchrun` runs DDP; with
 `gather_across_devices` the embeddings are all-gathered so the negatives grow with the GPU count.
@@ -25,7 +30,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,13 +46,14 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from syncse import encoders
-from syncse.config import PRECISIONS, SELECTIONS, VARIANTS, TrainConfig
+from syncse.config import PRECISIONS, SELECTIONS, TrainConfig
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, wiki_sentences, write_json
-from syncse.losses import MLMAuxiliaryLoss, contrastive_loss
+from syncse.losses import CachedSimCSELoss, MLMAuxiliaryLoss, ReferenceEmbeddings, SimCSELoss, contrastive_loss
 
 logger = logging.getLogger(__name__)
 
-OWN_DATA = tuple(v for v in VARIANTS if v != "mixed")  # variants with a corpus of their own; mixed draws from two
+OWN_DATA = ("unsup", "sup", "partial", "scratch")  # variants with a corpus of their own (`variant_rows`)
+DATA_SOURCES = (*OWN_DATA, "mixed")  # every variant train.variants may declare: mixed draws from partial and scratch
 BATCH_SAMPLERS = {"random": BatchSamplers.BATCH_SAMPLER,  # SimCSE's: shuffled, duplicates allowed
                   "no_duplicates": BatchSamplers.NO_DUPLICATES}  # a repeated text in a batch is a false negative
 LOG_FIELDS = ("step", "epoch", "loss", "stsb_dev", "sickr_dev", "avg", "learning_rate", "elapsed_s")
@@ -56,6 +62,7 @@ DEV_FILE = "dev_scores.json"
 LOSS_STATE_FILE = "loss_state.pt"  # parameters owned by the loss (the MLM head), for resumption
 LOG_FILE = "train_log.csv"  # the log of record, kept with the checkpoints; the stage's log is its copy
 COMPLETE_MARKER = "trainer_state.json"  # written last into a checkpoint: without it the checkpoint is torn
+RESULT_FILE = "train_result.json"  # written into checkpoint_dir when a run has finished: a rerun reuses it
 
 
 # --------------------------------------------------------------------------- data
@@ -85,8 +92,8 @@ def training_rows(
     `mixed` takes `cfg.scratch_share` of its rows from scratch and the rest from partial; it has
     as many rows as the smaller synthesized set, so its ratio never changes the others' cap.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; allowed: {VARIANTS}")
+    if variant not in DATA_SOURCES:
+        raise ValueError(f"unknown variant {variant!r}; allowed (a data source in syncse.train): {DATA_SOURCES}")
     synthesized = ("partial", "scratch")
     if cfg.equal_rows:
         needed = list(OWN_DATA)
@@ -124,8 +131,9 @@ def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Tripl
     return random.Random(seed).sample(rows, num_examples)
 
 
-def to_dataset(rows: list[Triplet]) -> Dataset:
-    """Columns `anchor, positive[, negative]`; all rows must agree on having a negative."""
+def to_dataset(rows: list[Triplet], row_labels: bool = False) -> Dataset:
+    """Columns `anchor, positive[, negative]`; all rows must agree on having a negative. With
+    `row_labels`, a `label` column holds each row's index (false-negative masking looks it up)."""
     if not rows:
         raise ValueError("no training rows: the variant's data is empty")
     with_negative = sum(r.negative is not None for r in rows)
@@ -134,9 +142,11 @@ def to_dataset(rows: list[Triplet]) -> Dataset:
             f"mismatched columns: {with_negative} of {len(rows)} rows have a negative; "
             "expected all (triplets) or none (pairs)"
         )
-    columns: dict[str, list[str]] = {"anchor": [r.anchor for r in rows], "positive": [r.positive for r in rows]}
+    columns: dict[str, list[Any]] = {"anchor": [r.anchor for r in rows], "positive": [r.positive for r in rows]}
     if with_negative:
-        columns["negative"] = [r.negative for r in rows]  # type: ignore[misc]
+        columns["negative"] = [r.negative for r in rows]
+    if row_labels:
+        columns["label"] = list(range(len(rows)))
     return Dataset.from_dict(columns)
 
 
@@ -155,22 +165,32 @@ def build_model(cfg: TrainConfig) -> tuple[SentenceTransformer, SentenceTransfor
     return model, SentenceTransformer(modules=list(model)[:-1], device=str(model.device))
 
 
-def build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int = 1) -> nn.Module:
-    """SimCSE loss (MNRL, cached MNRL for large batches, or weighted), plus the MLM auxiliary.
+def build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int = 1, rows: Sequence[Triplet] = ()) -> nn.Module:
+    """SimCSE loss (MNRL, weighted or masking false negatives; cached for large batches), plus the MLM auxiliary.
 
     Embeddings are gathered across devices only when there are several (`cfg.gather_across_devices`).
+    With `cfg.false_negative_threshold`, `rows` (the training rows, in the dataset's order: its
+    `label` column indexes them) are embedded once by `cfg.false_negative_judge`.
     """
     gather = cfg.gather_across_devices and world_size > 1
     if cfg.temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {cfg.temperature}")
+    reference = None
+    if cfg.false_negative_threshold is not None:
+        reference = reference_embeddings(rows, encoders.judge_encoder(cfg.false_negative_judge))
+    simcse = {"temperature": cfg.temperature, "hard_negative_weight": cfg.hard_negative_weight,
+              "gather_across_devices": gather, "reference": reference,
+              "false_negative_threshold": cfg.false_negative_threshold}
     if cfg.mini_batch_size > 0:
-        if cfg.hard_negative_weight != 0.0 or cfg.mlm_weight > 0:
-            raise ValueError("mini_batch_size > 0 (cached loss) supports neither hard_negative_weight nor mlm_weight")
-        return CachedMultipleNegativesRankingLoss(
-            model, scale=1.0 / cfg.temperature, mini_batch_size=cfg.mini_batch_size,
-            gather_across_devices=gather,
-        )
-    loss = contrastive_loss(model, cfg.temperature, cfg.hard_negative_weight, gather)
+        if cfg.mlm_weight > 0:
+            raise ValueError("mini_batch_size > 0 (cached loss) does not support mlm_weight > 0")
+        if cfg.hard_negative_weight == 0.0 and reference is None:
+            return CachedMultipleNegativesRankingLoss(
+                model, scale=1.0 / cfg.temperature, mini_batch_size=cfg.mini_batch_size,
+                gather_across_devices=gather,
+            )
+        return CachedSimCSELoss(model, cfg.mini_batch_size, **simcse)
+    loss = contrastive_loss(model, **simcse)
     if cfg.mlm_weight <= 0:
         return loss
     tokenizer = model.tokenizer
@@ -181,6 +201,28 @@ def build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int = 1
         loss, head, tokenizer.mask_token_id, list(tokenizer.all_special_ids), len(tokenizer),
         cfg.mlm_weight, cfg.mlm_probability,
     )
+
+
+def reference_embeddings(rows: Sequence[Triplet], encode: Callable[[list[str]], Any]) -> ReferenceEmbeddings:
+    """Unit embeddings under `encode` (the judge) of each row's anchor, positive[, negative],
+    every distinct text encoded once."""
+    if not rows:
+        raise ValueError("false-negative masking needs the training rows to embed; got none")
+    columns = [[r.anchor for r in rows], [r.positive for r in rows]]
+    if rows[0].negative is not None:
+        columns.append([r.negative for r in rows])  # type: ignore[misc]
+    texts = list(dict.fromkeys(text for column in columns for text in column))  # distinct, first-seen order
+    index = {text: i for i, text in enumerate(texts)}
+    vectors = torch.nn.functional.normalize(torch.as_tensor(encode(texts), dtype=torch.float32), dim=-1)  # (distinct, d)
+    ids = torch.tensor([[index[text] for text in column] for column in columns]).T  # (rows, columns)
+    logger.info("false-negative judge: %d distinct texts of %d rows embedded", len(texts), len(rows))
+    return ReferenceEmbeddings(vectors, ids)
+
+
+def masked_share(loss: nn.Module) -> float | None:
+    """Share of other rows' candidates the loss masked as false negatives (None: masking off)."""
+    contrastive = loss.contrastive if isinstance(loss, MLMAuxiliaryLoss) else loss
+    return contrastive.masked_share() if isinstance(contrastive, SimCSELoss) else None
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -255,13 +297,13 @@ class SelectionCallback(TrainerCallback):
     `rows` are the rows of the run being resumed, up to its checkpoint.
     """
 
-    def __init__(self, export_model: SentenceTransformer, checkpoint_dir: Path, log_path: Path,
+    def __init__(self, export_model: SentenceTransformer, checkpoint_dir: Path, log_path: Path | None,
                  config: dict[str, Any], rows: list[dict[str, Any]], select: str, eval_length: int):
         self.export_model = export_model
         self.select = select
         self.eval_length = eval_length
         self.best_dir = checkpoint_dir / "best"
-        self.log_paths = (checkpoint_dir / LOG_FILE, log_path)
+        self.log_paths = (checkpoint_dir / LOG_FILE, *([log_path] if log_path else []))
         self.config = config
         self.rows = rows
         self.best = _read_json(self.best_dir / DEV_FILE).get(select, -math.inf)
@@ -300,16 +342,16 @@ def _last(state: TrainerState, key: str) -> float | None:
     return values[-1] if values else None
 
 
-def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_log(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...] = LOG_FIELDS) -> None:
     """Write the whole CSV log atomically (a few hundred rows at most: rewriting is cheap)."""
     with atomic_writer(path) as out:
-        writer = csv.DictWriter(out, fieldnames=LOG_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 
 
-def read_log(path: Path, until_step: int) -> list[dict[str, Any]]:
-    """Rows of the log at `path` up to `until_step` (a resumed run writes the later ones again)."""
+def read_log(path: Path, until_step: float = math.inf) -> list[dict[str, Any]]:
+    """Rows of the log at `path` up to `until_step` (a resumed run writes the later ones again; default: all)."""
     if not path.is_file():
         return []
     with path.open(newline="") as lines:
@@ -398,6 +440,8 @@ class TrainResult:
     train_seconds: float  # wall time of training, dev evaluations and checkpoints included
     examples_per_second: float  # anchors per second over that wall time (all devices)
     main_process: bool = True  # False on the other ranks of a multi-GPU run: they write nothing
+    false_negatives_masked: float | None = None  # share of other rows' in-batch candidates masked
+    #                            (train.false_negative_threshold; this rank, steps since a resume); None: off
 
 
 def train(
@@ -407,7 +451,7 @@ def train(
     *,
     data_root: str | Path,
     checkpoint_dir: str | Path,
-    log_path: str | Path,
+    log_path: str | Path | None = None,
     seed: int = 42,
     resume: bool = True,
     device: str | None = None,
@@ -422,8 +466,9 @@ def train(
         output_dir: final SentenceTransformer directory (+ config and dev scores JSON).
         data_root: data folder holding STS-B dev and SICK trial.
         checkpoint_dir: checkpoints, the best-so-far model and the log of record; resumed from
-            when its config and rows match (keep it out of DVC's deleted outputs: `persist: true`).
-        log_path: CSV log, one row per evaluation (a copy of the one in `checkpoint_dir`).
+            when its config and rows match (keep it out of DVC's deleted outputs: `persist: true`);
+            a run that finished there is not trained again: its model and result are reused.
+        log_path: CSV log, one row per evaluation (a copy of the one in `checkpoint_dir`); None: that one only.
         seed: seeds data order, dropout and head initialization.
         resume: continue from the last checkpoint in `checkpoint_dir` if its config matches.
         device: "cpu", "cuda", ...; None picks CUDA when available.
@@ -431,9 +476,14 @@ def train(
         dev: how dev scores are computed (the evaluation stage's length and precision); the saved
             model carries that length, so `SentenceTransformer(output_dir)` encodes as it was scored.
     """
-    dataset = to_dataset(rows)
+    dataset = to_dataset(rows, row_labels=cfg.false_negative_threshold is not None)
     config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows), "dev": asdict(dev)}
-    checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path)
+    checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path) if log_path else None
+    finished = _finished_run(checkpoint_dir, config) if resume else None
+    if finished is not None:
+        logger.info("%s: this config and rows finished training already (%s): reusing its model", checkpoint_dir, RESULT_FILE)
+        _publish(checkpoint_dir, Path(output_dir), log_path)
+        return finished
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     args = training_args(cfg, checkpoint_dir, seed, device, len(dataset))
     last = _resumable_checkpoint(checkpoint_dir, config) if resume else None
@@ -441,13 +491,14 @@ def train(
     with args.main_process_first(local=False):  # under DDP only rank 0 touches shared files
         if args.process_index == 0:
             _prepare_checkpoint_dir(checkpoint_dir, config, fresh=last is None)
-            write_log(log_path, log_rows)
+            if log_path:
+                write_log(log_path, log_rows)
     torch.manual_seed(seed)  # the fresh cls head
     model, export_model = build_model(cfg)
     callback = SelectionCallback(export_model, checkpoint_dir, log_path, config, log_rows,
                                  SELECTIONS[cfg.select_on], dev.max_seq_length)
     trainer = _Trainer(
-        model=model, args=args, train_dataset=dataset, loss=build_loss(model, cfg, args.world_size),
+        model=model, args=args, train_dataset=dataset, loss=build_loss(model, cfg, args.world_size, rows),
         evaluator=DevEvaluator(data_root, None if export_model is model else export_model, dev, cfg.select_on),
         callbacks=[callback, *(callbacks or [])],
     )
@@ -458,11 +509,39 @@ def train(
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
     best = _read_json(checkpoint_dir / "best" / DEV_FILE)
-    if args.process_index == 0:
-        replace_dir(Path(output_dir), lambda where: shutil.copytree(checkpoint_dir / "best", where))
     steps = trainer.state.global_step
     throughput = round(steps * args.train_batch_size * args.world_size / seconds, 2)
-    return TrainResult(best, steps, len(rows), round(seconds, 1), throughput, args.process_index == 0)
+    result = TrainResult(best, steps, len(rows), round(seconds, 1), throughput, args.process_index == 0,
+                         masked_share(trainer.loss))
+    if args.process_index == 0:
+        _publish(checkpoint_dir, Path(output_dir), None)
+        if steps >= trainer.state.max_steps:  # not stopped early (an interruption): the run is finished
+            write_json(checkpoint_dir / RESULT_FILE, asdict(result))
+    return result
+
+
+def _finished_run(checkpoint_dir: Path, config: dict[str, Any]) -> TrainResult | None:
+    """The result of a run of this very config and rows that finished in `checkpoint_dir`, or None."""
+    recover_dir(checkpoint_dir / "best")
+    stored = _read_json(checkpoint_dir / RESULT_FILE)
+    if not stored or _read_json(checkpoint_dir / CONFIG_FILE) != json.loads(json.dumps(config)):
+        return None
+    if not (checkpoint_dir / "best" / DEV_FILE).is_file() or not (checkpoint_dir / LOG_FILE).is_file():
+        return None
+    return TrainResult(**stored)
+
+
+def _publish(checkpoint_dir: Path, output_dir: Path, log_path: Path | None) -> None:
+    """Copy the best model to `output_dir` and the log of record to `log_path` (when given)."""
+    replace_dir(output_dir, lambda where: shutil.copytree(checkpoint_dir / "best", where))
+    if log_path:
+        write_log(log_path, read_log(checkpoint_dir / LOG_FILE))
+
+
+def write_seed_logs(path: str | Path, logs: dict[int, Path]) -> None:
+    """The logs of record of a variant's seeds (`seed -> train_log.csv`) as one CSV with a `seed` column."""
+    rows = [{"seed": seed, **row} for seed, log in logs.items() for row in read_log(log)]
+    write_log(Path(path), rows, ("seed", *LOG_FIELDS))
 
 
 def training_args(cfg: TrainConfig, output_dir: Path, seed: int, device: str, num_rows: int) -> SentenceTransformerTrainingArguments:

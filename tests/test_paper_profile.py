@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncse.config import VARIANTS, load_params
+from syncse.config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +80,9 @@ def paper(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("paper") / "params.yaml"
     path.write_text(yaml.safe_dump({**raw, "profile": "paper"}))
     return load_params(path)
+
+
+VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["train"]["variants"])  # the one declaration
 
 
 def test_every_variant_has_a_recipe() -> None:

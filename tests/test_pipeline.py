@@ -48,3 +48,30 @@ def test_evaluate_stage_runs_through_papermill_and_reruns_as_noop(project: Path)
     assert "didn't change" in _run(["dvc", "repro", "--single-item", stage], project)
     shown = _run(["dvc", "metrics", "show", "--json"], project)
     assert "metrics/sts/all-MiniLM-L6-v2.json" in shown
+
+
+def test_variant_trains_and_is_scored_once_per_seed(project: Path, tiny_bert: str) -> None:
+    """train@partial and evaluate_variant@partial from dvc.yaml's foreach over train.variants, with two seeds
+    on a tiny model: one model per seed, metrics the mean with std and per-seed scores; a rerun is a no-op."""
+    import yaml
+
+    from syncse.data import Triplet, load_nli_triplets, write_triplets
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"].update(base=tiny_bert, pooler="cls", attention_dropout=None, batch_size=8, equal_rows=False,
+                           num_examples=16, max_steps=2, eval_steps=1, precision="fp32", seeds=[3, 4])
+    params["evaluate"]["max_seq_length"] = 64  # the tiny model's positions
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    nli = load_nli_triplets(REPO / "data")[:32]
+    for name in ("partial", "scratch"):
+        write_triplets(project / f"artifacts/synth/{name}.jsonl", [Triplet(t.premise, t.entailment, t.contradiction, name) for t in nli])
+    for stage in ("train@partial", "evaluate_variant@partial"):
+        _run(["dvc", "repro", "--single-item", stage], project)
+    assert sorted(p.name for p in (project / "artifacts/models/partial").iterdir()) == ["seed-3", "seed-4"]
+    sts = json.loads((project / "metrics/sts/partial.json").read_text())
+    assert sts["n_seeds"] == 2 and set(sts["seeds"]) == {"3", "4"}
+    per_seed = [sts["seeds"][s]["avg"] for s in ("3", "4")]
+    assert sts["avg"] == round(sum(per_seed) / 2, 4) and sts["std"]["avg"] == round(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5, 4)
+    assert json.loads((project / "metrics/rerank/partial.json").read_text()) == {}  # not run offline: still `{}`
+    assert json.loads((project / "metrics/train/partial.json").read_text())["n_seeds"] == 2
+    assert "didn't change" in _run(["dvc", "repro", "--single-item", "train@partial"], project)

@@ -14,14 +14,17 @@ import yaml
 from conftest import run_cli
 
 from syncse import report
-from syncse.config import VARIANTS, EvaluateConfig
+from syncse.config import EvaluateConfig
 from syncse.data import Triplet, load_nli_triplets, write_triplets
 from syncse.evaluate import encode_fn_for
+from syncse.seeds import aggregate
 
 REPO = Path(__file__).resolve().parents[1]
 # Fixture STS averages: sup best, partial > scratch, scratch and unsup within the 0.5 tie margin.
 AVG = {"base": 50.0, "unsup": 50.3, "sup": 53.0, "partial": 52.0, "scratch": 50.5, "mixed": 51.2}
 ROWS = 1234  # training rows per variant in the fixture
+VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["train"]["variants"])  # the one declaration
+SEEDS = (42, 43, 44)
 
 
 def _write(path: Path, payload: dict) -> None:
@@ -29,17 +32,32 @@ def _write(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload))
 
 
-def _fixture_metrics(root: Path) -> None:
-    """metrics/ as the stages write them, with the averages in AVG."""
+def _shifted(scores: dict[str, float], offset: float) -> dict[str, float]:
+    return {k: round(v + offset, 4) for k, v in scores.items()}
+
+
+def _fixture_metrics(root: Path, std: dict[str, float] | None = None) -> None:
+    """metrics/ as the stages write them, with the averages in AVG: a trained variant one seed, or with
+    `std` three seeds at avg - s, avg, avg + s (so its standard deviation over seeds is s)."""
     for i, (name, avg) in enumerate(AVG.items()):
-        _write(root / "sts" / f"{name}.json", {**{t: avg + d for t, d in zip(report.COLUMNS[:-1], (-1, 1, 0, 0, 0, 0, 0))}, "avg": avg})
-        _write(root / "dev" / f"{name}.json", {"stsb_dev": avg + 10, "sickr_dev": avg + 2, "avg": avg + 6})
-        _write(root / "rerank" / f"{name}.json", {})  # evaluate.reranking off: the stages write {}
-        if name == "base":
+        sts = {**{t: avg + d for t, d in zip(report.COLUMNS[:-1], (-1, 1, 0, 0, 0, 0, 0))}, "avg": avg}
+        dev = {"stsb_dev": avg + 10, "sickr_dev": avg + 2, "avg": avg + 6}
+        if name == "base":  # evaluate_base: one model, scored once
+            _write(root / "sts" / "base.json", sts)
+            _write(root / "dev" / "base.json", dev)
+            _write(root / "rerank" / "base.json", {})  # evaluate.reranking off: the stages write {}
             continue
-        _write(root / "train" / f"{name}.json", {"best": {"stsb_dev": avg + 10.1, "sickr_dev": avg + 2.1, "avg": avg + 6.1, "step": 16 * i},
-                                                 "steps": 96, "examples": ROWS, "train_seconds": 120.0 + i, "examples_per_second": 20.5})
-        (root / "train" / f"{name}.csv").write_text("step,loss,avg\n16,2.0,55.0\n32,1.8,56.5\n48,1.7,56.1\n")
+        spread = (std or {}).get(name)
+        offsets = dict(zip(SEEDS, (-spread, 0.0, spread))) if spread else {SEEDS[0]: 0.0}
+        _write(root / "sts" / f"{name}.json", aggregate({s: _shifted(sts, o) for s, o in offsets.items()}))
+        _write(root / "dev" / f"{name}.json", aggregate({s: _shifted(dev, o) for s, o in offsets.items()}))
+        _write(root / "rerank" / f"{name}.json", aggregate({s: {} for s in offsets}))
+        best = {"stsb_dev": avg + 10.1, "sickr_dev": avg + 2.1, "avg": avg + 6.1}
+        _write(root / "train" / f"{name}.json", aggregate({s: {"best": {**_shifted(best, o), "step": 16 * i}, "steps": 96, "examples": ROWS,
+                                                               "train_seconds": 120.0 + i, "examples_per_second": 20.5}
+                                                           for s, o in offsets.items()}))
+        (root / "train" / f"{name}.csv").write_text("seed,step,loss,avg\n" + "".join(
+            f"{s},{step},{loss},{dev_avg + o}\n" for s, o in offsets.items() for step, loss, dev_avg in ((16, 2.0, 55.0), (32, 1.8, 56.5), (48, 1.7, 56.1))))
     for name, requested, kept in (("partial", 1850, 1500), ("scratch", 1700, 1493)):
         _write(root / "synth" / f"{name}.json", {"requested": requested, "kept": kept, "dropped_positive_copies_anchor": requested - kept,
                                                  "dropped_refusal": 0, "requests": 40, "cache_hits": 10, "prompt_tokens": 12000,
@@ -65,15 +83,66 @@ def test_sts_table_and_markdown(tmp_path: Path) -> None:
 def test_reading_judges_each_ordering_against_the_margin(tmp_path: Path) -> None:
     _fixture_metrics(tmp_path)
     table = report.sts_table(tmp_path, report.model_rows(VARIANTS, []))
-    reading = report.reading_markdown(table, tie_margin=0.5, seed=7)
+    reading = report.reading_markdown(table, tie_margin=0.5, seeds=[7], spread=report.spread_table(tmp_path, report.model_rows(VARIANTS, [])))
     assert "- sup-SimCSE > SynCSE-partial: **holds** (53.00 vs 52.00, +1.00; paper +0.58)." in reading
     assert "- SynCSE-scratch > unsup-SimCSE: **a tie** (50.50 vs 50.30, +0.20; paper +4.18)." in reading
     assert "One seed per variant (seed 7)" in reading
     assert "SynCSE-mixed (51.20) lands between" in reading
-    flipped = report.reading_markdown(table.assign(avg=table.avg.replace({53.0: 49.0})), tie_margin=0.5, seed=7)
+    flipped = report.reading_markdown(table.assign(avg=table.avg.replace({53.0: 49.0})), tie_margin=0.5, seeds=[7])
     assert "- sup-SimCSE > SynCSE-partial: **reversed**" in flipped
     results = report.results_markdown(table, "base zero-shot", [report.LABELS[v] for v in VARIANTS])
     assert "| **sup-SimCSE (best)** |" in results and "| **+3.00** |" in results
+
+
+SPREAD = {"unsup": 0.1, "sup": 0.8, "partial": 0.3, "scratch": 0.1, "mixed": 0.2}  # std over three seeds
+
+
+def test_seeded_rows_show_mean_and_std(tmp_path: Path) -> None:
+    _fixture_metrics(tmp_path, SPREAD)
+    rows = report.model_rows(VARIANTS, [])
+    table, spread = report.sts_table(tmp_path, rows), report.spread_table(tmp_path, rows)
+    assert table.loc["SynCSE-partial", "avg"] == 52.0  # the mean over seeds
+    lines = report.markdown_table(table, spread).splitlines()
+    assert "| SynCSE-partial | 51.00 \u00b1 0.30 | 53.00 \u00b1 0.30 | 52.00 \u00b1 0.30 |" in "\n".join(lines)
+    assert "| base zero-shot | 49.00 | 51.00 | 50.00 |" in "\n".join(lines)  # scored once: no spread
+    assert "| paper: SynCSE-partial (RoBERTa-base) | 76.11 | 84.49 |" in "\n".join(lines)
+    results = report.results_markdown(table, "base zero-shot", [report.label(v) for v in VARIANTS], spread)
+    assert "| **53.00 \u00b1 0.80** |" in results and "mean \u00b1 standard deviation over training seeds" in results
+    saved = report.metrics_table(table.loc[list(rows)], report.rerank_table(tmp_path, rows), spread)
+    assert saved["SynCSE-partial"]["avg"] == 52.0 and saved["SynCSE-partial"]["std"]["avg"] == 0.3
+    assert saved["SynCSE-partial"]["n_seeds"] == 3 and "std" not in saved["base zero-shot"]
+    assert report.rerank_table(tmp_path, rows).empty  # three seeds that did not rerank: still "not run"
+
+
+def test_a_win_must_exceed_both_rows_spread(tmp_path: Path) -> None:
+    _fixture_metrics(tmp_path, SPREAD)
+    rows = report.model_rows(VARIANTS, [])
+    table, spread = report.sts_table(tmp_path, rows), report.spread_table(tmp_path, rows)
+    reading = report.reading_markdown(table, tie_margin=0.5, seeds=list(SEEDS), spread=spread)
+    assert reading.startswith("3 training seeds per variant (42, 43, 44; the same rows)")
+    # +0.20 is within the 0.5 tie margin, but beyond both rows' std (0.10): a win
+    assert "- SynCSE-scratch > unsup-SimCSE: **holds** (50.50 \u00b1 0.10 vs 50.30 \u00b1 0.10, +0.20; paper +4.18)." in reading
+    # +1.00 is beyond the tie margin, but not beyond sup's std (0.80 < 1.00 holds; 1.20 would not)
+    assert "- sup-SimCSE > SynCSE-partial: **holds**" in reading
+    _fixture_metrics(tmp_path, {**SPREAD, "sup": 1.2})
+    wider = report.reading_markdown(table, 0.5, list(SEEDS), report.spread_table(tmp_path, rows))
+    assert "- sup-SimCSE > SynCSE-partial: **a tie** (53.00 \u00b1 1.20 vs 52.00 \u00b1 0.30, +1.00; paper +0.58)." in wider
+    assert "SynCSE-scratch (+0.50)" in wider.split("below it")[0]  # above the base: 0.50 beats scratch's 0.10 (not the 0.5 margin)
+
+
+def test_one_seed_rows_fall_back_to_the_tie_margin(tmp_path: Path) -> None:
+    _fixture_metrics(tmp_path, {v: s for v, s in SPREAD.items() if v != "unsup"})  # unsup trained with one seed
+    rows = report.model_rows(VARIANTS, [])
+    table, spread = report.sts_table(tmp_path, rows), report.spread_table(tmp_path, rows)
+    reading = report.reading_markdown(table, tie_margin=0.5, seeds=list(SEEDS), spread=spread)
+    assert "a comparison with a row of one seed (no measured spread) reads gaps within 0.50 points" in reading
+    assert "- SynCSE-scratch > unsup-SimCSE: **a tie** (50.50 \u00b1 0.10 vs 50.30, +0.20; paper +4.18)." in reading
+    assert "| unsup-SimCSE | 49.30 | 51.30 |" in report.markdown_table(table, spread)
+
+
+def test_a_variant_the_paper_does_not_name_is_a_row_by_its_own_name() -> None:
+    assert report.model_rows(["sup", "sup-wiki"], ["m"]) == {"base zero-shot": "base", "sup-SimCSE": "sup",
+                                                             "sup-wiki": "sup-wiki", "m (shipped)": "m"}
 
 
 def test_yield_counts_are_integers_with_percentages(tmp_path: Path) -> None:

@@ -142,6 +142,30 @@ def test_resume_survives_the_stage_outputs_being_deleted_and_torn_files(tiny_ber
     assert not list(where.glob("ckpt/.best.*")) and not list(tmp_path.glob(".model.*"))
 
 
+def test_a_finished_run_is_reused_not_retrained(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage re-run after a kill in a later seed: DVC deleted the models and the log, and the seed that
+    had finished is restored from its checkpoint folder without a training step."""
+    import syncse.train
+
+    cfg = tiny_config(tiny_bert)
+    first = run(cfg, nli_rows, tmp_path, tiny_dev)
+    log, kept = (tmp_path / "log.csv").read_text(), weights(tmp_path / "model")
+    shutil.rmtree(tmp_path / "model")
+    (tmp_path / "log.csv").unlink()
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(syncse.train._Trainer, "train", no_training)
+    assert run(cfg, nli_rows, tmp_path, tiny_dev) == first
+    assert (tmp_path / "log.csv").read_text() == log
+    restored = weights(tmp_path / "model")
+    assert all(torch.equal(kept[k], restored[k]) for k in kept)
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is another run
+        train(cfg, nli_rows, tmp_path / "model", data_root=tiny_dev, checkpoint_dir=tmp_path / "ckpt", seed=8)
+
+
 def test_seeded_cpu_runs_are_deterministic(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
     cfg = tiny_config(tiny_bert, max_steps=2, precision="bf16")
     run(cfg, nli_rows, tmp_path / "a", tiny_dev)
@@ -247,7 +271,7 @@ def test_unknown_variant_and_train_keys_are_named(data_root: Path) -> None:
 
 
 def test_train_notebook_runs_through_papermill(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
-    """Smoke test: the stage's command on synthesized triplets, with tiny parameters."""
+    """Smoke test: the stage's command on synthesized triplets, with tiny parameters and two seeds."""
     import json
     import os
     import subprocess
@@ -261,7 +285,7 @@ def test_train_notebook_runs_through_papermill(tiny_bert: str, tiny_dev: Path, n
     write_triplets(tmp_path / "artifacts/synth/partial.jsonl", [Triplet(r.anchor, r.positive, r.negative, "partial") for r in nli_rows])
     params = {"seed": 1, "data": {"root": str(tiny_dev)},
               "train": {"base": tiny_bert, "pooler": "cls", "attention_dropout": None, "batch_size": 8, "equal_rows": False,
-                        "num_examples": 16, "max_steps": 2, "eval_steps": 1, "precision": "fp32"}}
+                        "num_examples": 16, "max_steps": 2, "eval_steps": 1, "precision": "fp32", "seeds": [3, 4]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "artifacts/notebooks").mkdir(parents=True)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -269,10 +293,16 @@ def test_train_notebook_runs_through_papermill(tiny_bert: str, tiny_dev: Path, n
                "papermill --cwd . - artifacts/notebooks/train-partial.ipynb -p variant partial")
     done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert SentenceTransformer(str(tmp_path / "artifacts/models/partial"), device="cpu").encode(["a"]).shape == (1, 32)
+    models = {s: SentenceTransformer(str(tmp_path / f"artifacts/models/partial/seed-{s}"), device="cpu") for s in (3, 4)}
+    assert not np.allclose(*(m.encode(["a sentence"]) for m in models.values()))  # each seed trained its own model
     result = json.loads((tmp_path / "metrics/train/partial.json").read_text())
-    assert result["examples"] == 16 and result["steps"] == 2
-    assert len(list(csv.DictReader((tmp_path / "metrics/train/partial.csv").open()))) == 2
+    assert result["examples"] == 16 and result["steps"] == 2 and result["n_seeds"] == 2
+    per_seed = [result["seeds"][s]["best"]["avg"] for s in ("3", "4")]
+    assert result["best"]["avg"] == pytest.approx(np.mean(per_seed), abs=1e-3)
+    assert result["std"]["best"]["avg"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-3)
+    log = list(csv.DictReader((tmp_path / "metrics/train/partial.csv").open()))
+    assert [(r["seed"], r["step"]) for r in log] == [("3", "1"), ("3", "2"), ("4", "1"), ("4", "2")]
+    assert {(tmp_path / f"artifacts/checkpoints/partial/seed-{s}/train_result.json").is_file() for s in (3, 4)} == {True}
 
 
 DDP_SCRIPT = """
