@@ -22,11 +22,13 @@ import importlib
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gguf
+import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import (
@@ -161,6 +163,21 @@ def load_encoder(spec: str, pooling: str = "auto", *, max_seq_length: int | None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model
+
+
+def judge_encoder(spec: str, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
+    """A frozen encoder (`spec`) as an encode function with no progress bar: the judge that the
+    report's histograms, the `margin` synthesis filter and false-negative masking share."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar
+    try:
+        model = load_encoder(spec)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+    return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
 
 
 def build_trainable(

@@ -1,10 +1,14 @@
-"""The SimCSE contrastive loss (with hard-negative log-weight) and the MLM auxiliary loss.
+"""The SimCSE contrastive loss (with hard-negative log-weight and false-negative masking) and the
+MLM auxiliary loss.
 
-With no hard-negative weight the SimCSE loss *is* sentence-transformers'
+With no hard-negative weight and no masking the SimCSE loss *is* sentence-transformers'
 `MultipleNegativesRankingLoss` at `scale = 1 / temperature` (scale 20 = temperature 0.05), so
-`contrastive_loss` returns that class then; `SimCSELoss` adds only the log-weight SimCSE puts on
-each anchor's own hard negative. Distributed gathering stays in the module, the maths in the pure
-functions `simcse_loss` and `masked_lm_loss`, which the tests check on hand-built tensors.
+`contrastive_loss` returns that class then; `SimCSELoss` adds the log-weight SimCSE puts on each
+anchor's own hard negative and MultiCSR's false-negative masking: other rows' candidates that a
+frozen reference encoder scores at or above a threshold are left out of the softmax.
+`CachedSimCSELoss` is the same loss embedded in mini-batches (GradCache). Distributed gathering
+stays in the modules, the maths in the pure functions `simcse_loss`, `false_negative_mask` and
+`masked_lm_loss`, which the tests check on hand-built tensors.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from sentence_transformers.util import all_gather_with_grad, get_rank
+from sentence_transformers.util import all_gather, all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
@@ -32,11 +39,14 @@ def simcse_loss(
     temperature: float = 0.05,
     hard_negative_weight: float = 0.0,
     labels: Tensor | None = None,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Supervised SimCSE loss: cross-entropy of each anchor over all positives and hard negatives.
 
     Logits are cos(anchor_i, candidate_j) / temperature; anchor i's own hard negative gets
     `hard_negative_weight` added to its logit (a log-weight: 0 means weight 1), as in SimCSE.
+    Candidates marked in `mask` are left out of the softmax (logit -inf); an anchor's own
+    positive never is, whatever `mask` says.
 
     Args:
         anchors: (n, d) anchor embeddings.
@@ -45,6 +55,7 @@ def simcse_loss(
         temperature: softmax temperature (SimCSE: 0.05).
         hard_negative_weight: log-weight added to each anchor's own hard-negative logit.
         labels: (n,) index of each anchor's own positive; defaults to 0..n-1.
+        mask: (n, m|2m) bool, True for a candidate to leave out (`false_negative_mask`), or None.
 
     Returns:
         The mean loss over anchors, a scalar tensor.
@@ -58,7 +69,54 @@ def simcse_loss(
         weights = torch.zeros_like(logits)  # (n, 2m)
         weights[torch.arange(anchors.size(0), device=anchors.device), own_negative] = hard_negative_weight
         logits = logits + weights  # (n, 2m)
+    if mask is not None:
+        mask = mask.clone()  # (n, m|2m)
+        mask[torch.arange(anchors.size(0), device=anchors.device), labels] = False  # the own positive stays
+        logits = logits.masked_fill(mask, float("-inf"))  # (n, m|2m)
     return F.cross_entropy(logits, labels)
+
+
+def false_negative_mask(
+    anchors: Tensor, positives: Tensor, negatives: Tensor | None, threshold: float, labels: Tensor
+) -> Tensor:
+    """Other rows' candidates at least `threshold` cosine-similar to the anchor: likely false negatives.
+
+    Computed on a frozen reference encoder's embeddings (MultiCSR masks at 0.95); an anchor's own
+    positive and own hard negative are never marked.
+
+    Args:
+        anchors: (n, d) reference embeddings of the anchors.
+        positives: (m, d) reference embeddings of the positives (all devices' when gathered).
+        negatives: (m, d) reference embeddings of the hard negatives, or None.
+        threshold: cosine at or above which a candidate is masked.
+        labels: (n,) index of each anchor's own row among the m.
+
+    Returns:
+        (n, m|2m) bool, laid out as `simcse_loss`'s logits.
+    """
+    candidates = positives if negatives is None else torch.cat([positives, negatives])  # (m or 2m, d)
+    mask = F.cosine_similarity(anchors.unsqueeze(1), candidates.unsqueeze(0), dim=-1) >= threshold  # (n, m|2m)
+    rows = torch.arange(anchors.size(0), device=anchors.device)  # (n,)
+    mask[rows, labels] = False
+    if negatives is not None:
+        mask[rows, positives.size(0) + labels] = False
+    return mask
+
+
+@dataclass(frozen=True)
+class ReferenceEmbeddings:
+    """A frozen encoder's unit embeddings of every training row's texts, looked up by row index.
+
+    `vectors` holds each distinct text once; `ids[row, column]` indexes it (columns: anchor,
+    positive[, negative], as the dataset's).
+    """
+
+    vectors: Tensor  # (distinct texts, d)
+    ids: Tensor  # (rows, columns) long
+
+    def column(self, rows: Tensor, column: int) -> Tensor:
+        """(len(rows), d) embeddings of `column` of `rows`."""
+        return self.vectors.to(rows.device)[self.ids.to(rows.device)[rows, column]]
 
 
 class SimCSELoss(nn.Module):
@@ -70,14 +128,20 @@ class SimCSELoss(nn.Module):
         hard_negative_weight: log-weight on each anchor's own hard negative (0 means weight 1).
         gather_across_devices: all-gather embeddings (with gradients) under DDP, so the negatives
             grow with the number of devices, as SimCSE does.
+        reference: a frozen encoder's embeddings of every training row (`ReferenceEmbeddings`),
+            needed with `false_negative_threshold`.
+        false_negative_threshold: mask other rows' candidates whose reference cosine to the anchor
+            is at least this (`false_negative_mask`); None: no masking. `masked_share()` reports
+            the share of such candidates masked so far.
 
     References:
         Gao, Yao & Chen 2021, SimCSE, Eq. 5; `simcse/models.py::cl_forward` (`hard_negative_weight`).
+        Wang et al. 2024, MultiCSR (NAACL), false-negative masking with a reference encoder.
 
     Inputs:
-        | columns                        | labels |
-        | (anchor, positive)             | none   |
-        | (anchor, positive, negative)   | none   |
+        | columns                        | labels                                   |
+        | (anchor, positive)             | none; row indices when masking            |
+        | (anchor, positive, negative)   | none; row indices when masking            |
 
     Example:
         >>> loss = SimCSELoss(model, temperature=0.05, hard_negative_weight=1.0)
@@ -89,14 +153,21 @@ class SimCSELoss(nn.Module):
         temperature: float = 0.05,
         hard_negative_weight: float = 0.0,
         gather_across_devices: bool = False,
+        reference: ReferenceEmbeddings | None = None,
+        false_negative_threshold: float | None = None,
     ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if false_negative_threshold is not None and reference is None:
+            raise ValueError("false_negative_threshold needs reference embeddings of the training rows (reference=None)")
         self.model = model
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
         self.gather_across_devices = gather_across_devices
+        self.reference = reference
+        self.false_negative_threshold = false_negative_threshold
+        self.masked = self.maskable = 0  # running counts of masked / other rows' candidates
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         """Embed each column, then apply `compute_loss_from_embeddings`."""
@@ -107,12 +178,16 @@ class SimCSELoss(nn.Module):
         if len(embeddings) not in (2, 3):
             raise ValueError(f"expected 2 or 3 columns (anchor, positive[, negative]), got {len(embeddings)}")
         anchors, candidates = embeddings[0], embeddings[1:]
-        offset = 0
+        offset, rows = 0, labels
         if self.gather_across_devices:
             candidates = [all_gather_with_grad(c) for c in candidates]  # each (n * world, d)
             offset = get_rank() * anchors.size(0)
+            rows = None if labels is None else all_gather(labels)  # (n * world,) row of each candidate
         targets = torch.arange(offset, offset + anchors.size(0), device=anchors.device)  # (n,)
         negatives = candidates[1] if len(candidates) == 2 else None
+        mask = None
+        if self.false_negative_threshold is not None:
+            mask = self._false_negatives(labels, rows, targets, negatives is not None)
         return simcse_loss(
             anchors,
             candidates[0],
@@ -120,7 +195,29 @@ class SimCSELoss(nn.Module):
             temperature=self.temperature,
             hard_negative_weight=self.hard_negative_weight,
             labels=targets,
+            mask=mask,
         )
+
+    def _false_negatives(self, anchor_rows: Tensor | None, rows: Tensor | None, targets: Tensor, hard: bool) -> Tensor:
+        """The mask of this batch from the reference embeddings of its rows; counts what it masks."""
+        if anchor_rows is None or rows is None or self.reference is None:
+            raise ValueError("false-negative masking needs each example's row index as its label "
+                             "(a `label` column: syncse.train.to_dataset(rows, row_labels=True))")
+        ref = self.reference
+        mask = false_negative_mask(
+            ref.column(anchor_rows, 0), ref.column(rows, 1), ref.column(rows, 2) if hard else None,
+            self.false_negative_threshold, targets,  # type: ignore[arg-type]
+        )  # (n, m|2m)
+        own = 2 if hard else 1
+        self.masked += int(mask.sum())
+        self.maskable += mask.numel() - own * mask.size(0)
+        return mask
+
+    def masked_share(self) -> float | None:
+        """Share of other rows' candidates masked as false negatives so far (None: masking off)."""
+        if self.false_negative_threshold is None:
+            return None
+        return round(self.masked / self.maskable, 6) if self.maskable else 0.0
 
     def get_config_dict(self) -> dict[str, Any]:
         """Hyperparameters, for the model card and the saved config."""
@@ -128,7 +225,47 @@ class SimCSELoss(nn.Module):
             "temperature": self.temperature,
             "hard_negative_weight": self.hard_negative_weight,
             "gather_across_devices": self.gather_across_devices,
+            "false_negative_threshold": self.false_negative_threshold,
         }
+
+
+class CachedSimCSELoss(CachedLossMixin, SimCSELoss):
+    """`SimCSELoss` with gradient caching (GradCache): columns are embedded `mini_batch_size` at a
+    time, so a large batch fits the memory of a small one; the loss is the same.
+
+    Args:
+        model: the SentenceTransformer being trained.
+        mini_batch_size: sentences embedded at once.
+        **kwargs: `SimCSELoss`'s hyperparameters.
+
+    References:
+        Gao et al. 2021, Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup.
+
+    Example:
+        >>> loss = CachedSimCSELoss(model, mini_batch_size=32, hard_negative_weight=1.0)
+    """
+
+    def __init__(self, model: SentenceTransformer, mini_batch_size: int, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        if mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be >= 1, got {mini_batch_size}")
+        self.mini_batch_size = mini_batch_size
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+        """Embed in mini-batches without gradients, then back-propagate through cached gradients."""
+        return self.forward_cached(sentence_features, labels)
+
+    def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False) -> Tensor:
+        """The loss of the whole batch from its per-mini-batch embeddings (backward now if asked)."""
+        loss = self.compute_loss_from_embeddings([torch.cat(column) for column in reps], labels)
+        if with_backward:
+            loss.backward()
+            loss = loss.detach()
+        return loss
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Hyperparameters, for the model card and the saved config."""
+        return {**super().get_config_dict(), "mini_batch_size": self.mini_batch_size}
 
 
 def contrastive_loss(
@@ -136,11 +273,13 @@ def contrastive_loss(
     temperature: float = 0.05,
     hard_negative_weight: float = 0.0,
     gather_across_devices: bool = False,
+    reference: ReferenceEmbeddings | None = None,
+    false_negative_threshold: float | None = None,
 ) -> nn.Module:
-    """The SimCSE loss: sentence-transformers' MNRL when it matches (no weight), else `SimCSELoss`."""
-    if hard_negative_weight == 0.0:
+    """The SimCSE loss: sentence-transformers' MNRL when it matches (no weight, no masking), else `SimCSELoss`."""
+    if hard_negative_weight == 0.0 and false_negative_threshold is None:
         return MultipleNegativesRankingLoss(model, scale=1.0 / temperature, gather_across_devices=gather_across_devices)
-    return SimCSELoss(model, temperature, hard_negative_weight, gather_across_devices)
+    return SimCSELoss(model, temperature, hard_negative_weight, gather_across_devices, reference, false_negative_threshold)
 
 
 def mask_tokens(

@@ -29,8 +29,8 @@ def out(text: str, anchor: str = "A dog sleeps.", side: str = "positive", **kw: 
 
 
 def test_the_registry_is_the_declared_list_in_order() -> None:
-    assert tuple(F.FILTERS) == SYNTH_FILTERS
-    assert SynthConfig().filters == list(SYNTH_FILTERS)
+    assert (*F.FILTERS, *F.TRIPLET_FILTERS) == SYNTH_FILTERS
+    assert SynthConfig().filters == [f for f in SYNTH_FILTERS if f != "margin"]  # margin is opt-in
 
 
 @pytest.mark.parametrize(
@@ -196,7 +196,7 @@ def _load(tmp_path: Path, edit: dict[str, object], profile: str = "default"):
     [
         ("synth.filters", ["failed", "jaccard"],
          r"synth\.filters\[1\]: unknown value 'jaccard'; allowed: \['failed', 'explanation', 'max_words', 'min_words', "
-         r"'copy', 'duplicate', 'near_duplicate'\]"),
+         r"'copy', 'duplicate', 'near_duplicate', 'margin'\]"),
         ("profiles.paper.synth.filters", ["dedup"], r"profiles\.paper\.synth\.filters\[0\]: unknown value 'dedup'"),
         ("synth.filters", "failed", r"synth\.filters: expected list, got str 'failed'"),
         ("synth.shot_topics", "random", r"synth\.shot_topics: unknown value 'random'; allowed: \['sampled', 'shot'\]"),
@@ -219,5 +219,5 @@ def test_the_paper_profile_cleans_as_the_paper_and_samples_its_one_shot(tmp_path
     assert (paper.shot_pool, paper.shot_topics, paper.shot_sentences, paper.sentences_per_call) == (0, "shot", 10, 20)
     assert paper.n_partial == 275_601
     default = _load(tmp_path, {}).synth
-    assert default.filters == list(SYNTH_FILTERS)  # the embedded default keeps every aid
+    assert default.filters == list(F.FILTERS)  # the embedded default keeps every cleaning aid, no opt-in control
     assert (default.shot_pool, default.shot_topics) == (10, "sampled")  # as the study's cache was made

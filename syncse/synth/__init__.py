@@ -4,6 +4,7 @@
   our targeted negative instructions, genres with topic-tagged example sentences, topics.
 - `text`: normalise, detokenise, read the usable sentence(s) out of a model's answer.
 - `filters`: cleaning as named filters (`synth.filters`), a candidate in, a drop reason out.
+- `margin`: the opt-in `margin` filter: an encoder judges the assembled triplets (GCSE-style).
 - `requests`: the chat requests (annotation, scratch generation, the self-check's judge call) and their provenance.
 - `selfcheck`: the self-check (`synth.self_check`): a judge scores each pair 0-5, failing sides are regenerated.
 - `pipelines`: partial and scratch end to end, the drop report and the metrics.

@@ -19,8 +19,10 @@ A candidate is a text at one stage of a pipeline:
 | `copy` | an output that copies its anchor (`copies_anchor`), a negative that copies its positive (`equals_positive`), a scratch sentence that copies one of our example sentences (`copies_shot`) | no |
 | `duplicate` | an anchor seen before (`duplicate_anchor`); partial then reads distinct premises | no |
 | `near_duplicate` | an anchor equal to an earlier one up to order, inflection, stop words (`near_duplicate_anchor`) | no |
+| `margin` | a triplet whose judge (`synth.margin_judge`) scores cos(anchor, positive) - cos(anchor, negative) below `synth.margin` (`margin`); judges whole triplets, once, after assembly (`syncse.synth.margin`); opt-in | no |
 
 Filters apply in `SYNTH_FILTERS` order whatever the order of the list; the first reason wins.
+`TRIPLET_FILTERS` (`margin`) are not `Filter`s: the pipelines run them over the assembled triplets.
 Stateful filters (duplicates) remember an anchor only once every filter has kept it.
 """
 
@@ -30,6 +32,7 @@ import re
 from dataclasses import dataclass
 
 from syncse.config import SYNTH_FILTERS, SynthConfig
+from syncse.synth.margin import REASON as MARGIN
 from syncse.synth.pools import SIDES, PromptPools
 from syncse.synth.text import jaccard, loose_key, stems, words
 
@@ -42,6 +45,7 @@ DROP_REASONS = (
     *(f"{side}_{reason}" for side in SIDES for reason in OUTPUT_REASONS),
     "positive_equals_negative",
     "shortfall",  # fewer usable anchors than requested (scratch: generated sentences; partial: the pool)
+    MARGIN,  # the `margin` filter (syncse.synth.margin)
     "self_check_positive", "self_check_negative", "self_check_unparsed",  # syncse.synth.selfcheck, after its retries
 )
 
@@ -198,17 +202,18 @@ class NearDuplicate(Duplicate):
 
 
 FILTERS: dict[str, type[Filter]] = {f.name: f for f in (Failed, Explanation, MaxWords, MinWords, Copy, Duplicate, NearDuplicate)}
+TRIPLET_FILTERS = (MARGIN,)  # named in synth.filters, run over assembled triplets (syncse.synth.pipelines)
 
 
 class Filters:
     """The filters named in `synth.filters`, fresh (no memory), in `SYNTH_FILTERS` order."""
 
     def __init__(self, cfg: SynthConfig, pools: PromptPools) -> None:
-        unknown = sorted(set(cfg.filters) - set(FILTERS))
+        unknown = sorted(set(cfg.filters) - set(FILTERS) - set(TRIPLET_FILTERS))
         if unknown:
             raise ValueError(f"synth.filters: unknown filter {unknown[0]!r}; allowed: {list(SYNTH_FILTERS)}")
         self.names = [name for name in SYNTH_FILTERS if name in cfg.filters]
-        self.units = [FILTERS[name](cfg, pools) for name in self.names]
+        self.units = [FILTERS[name](cfg, pools) for name in self.names if name in FILTERS]
 
     def __contains__(self, name: str) -> bool:
         return name in self.names

@@ -25,6 +25,8 @@ from syncse.config import PARTIAL_SOURCES, LLMConfig, SynthConfig
 from syncse.data import Triplet, load_nli_triplets, nli_premises, wiki_sentences
 from syncse.llm import BudgetExceeded, ChatClient, ChatResult
 from syncse.synth.filters import DROP_REASONS, Candidate, Filters
+from syncse.synth.margin import REASON as MARGIN
+from syncse.synth.margin import margin_filter
 from syncse.synth.pools import SIDES, Instruction, PromptPools, load_pools
 from syncse.synth.requests import aids_enabled, annotation_request, scratch_request
 from syncse.synth.selfcheck import FAILED, UNPARSED, SelfCheck, open_self_check
@@ -257,6 +259,8 @@ def synthesize(
             result = _partial(client, cfg, pools, seed, data_root, aids, llm.reject_retries, check)
         else:
             result = _scratch(client, cfg, pools, seed, aids, llm.reject_retries, check)
+    if MARGIN in cfg.filters:
+        _margin_pass(result, cfg)
     if check is not None:
         result.metrics.update(check.metrics())
     result.metrics.update(negative_instructions(result.triplets, pools))
@@ -336,6 +340,17 @@ def _scratch(
         **{f"resampled_{k}": v for k, v in resampled.items()},
     }
     return result
+
+
+def _margin_pass(result: SynthResult, cfg: SynthConfig) -> None:
+    """The `margin` filter over the assembled triplets: drops counted as `margin`, the judge's
+    mean cosines before and after in the metrics."""
+    from syncse.encoders import judge_encoder  # torch and an encoder: loaded only when the filter is on
+
+    judged = margin_filter(result.triplets, judge_encoder(cfg.margin_judge), cfg.margin)
+    result.drops[MARGIN] += len(result.triplets) - len(judged.kept)
+    result.triplets, result.rejected = judged.kept, result.rejected + judged.rejected
+    result.metrics.update(judged.metrics)
 
 
 def budget_missing(result: SynthResult) -> int:
