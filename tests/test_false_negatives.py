@@ -144,13 +144,15 @@ ROWS = [  # two rows say the same thing: under the MiniLM judge each is the othe
 ]
 
 
-def test_cached_loss_equals_the_plain_loss_with_masking(tiny_bert: str) -> None:
-    """GradCache in chunks of 2: the same value and gradients as the loss on the whole batch."""
-    cfg = tiny(tiny_bert, mini_batch_size=2)
+@pytest.mark.parametrize("threshold", [0.9, None])
+def test_cached_loss_equals_the_plain_loss(tiny_bert: str, threshold: float | None) -> None:
+    """GradCache in chunks of 2, hard-negative weight 0.5, with and without masking: the same value
+    and gradients as the loss on the whole batch."""
+    cfg = tiny(tiny_bert, mini_batch_size=2, false_negative_threshold=threshold)
     model, _ = build_model(cfg)
     model.eval()  # no dropout: both passes see the same embeddings
     reference = reference_embeddings(ROWS, lambda texts: torch.eye(3)[[len(t) % 3 for t in texts]])  # same length mod 3: cos 1
-    kwargs = {"hard_negative_weight": 0.5, "reference": reference, "false_negative_threshold": 0.9}
+    kwargs = {"hard_negative_weight": 0.5, "reference": reference, "false_negative_threshold": threshold}
     features = [model.preprocess([getattr(r, c) for r in ROWS]) for c in ("anchor", "positive", "negative")]
     labels = torch.arange(len(ROWS))
 
@@ -167,7 +169,7 @@ def test_cached_loss_equals_the_plain_loss_with_masking(tiny_bert: str) -> None:
     assert len(cached_grads) == len(plain_grads)
     for got, want in zip(cached_grads, plain_grads):
         assert torch.allclose(got, want, atol=1e-5)
-    assert cached_loss.masked > 0  # the mask is in play
+    assert (cached_loss.masked > 0) == (threshold is not None)  # the mask is in play when on
     assert isinstance(build_loss(model, cfg, rows=ROWS), CachedSimCSELoss)
 
 
