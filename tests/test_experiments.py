@@ -150,6 +150,12 @@ def test_variants_are_declared_once_in_params(pipeline: Path) -> None:
     assert '"evaluate_base" -> "report"' in dag and '"synthesize@partial" -> "report"' in dag
 
 
+def test_every_declared_variant_has_a_data_source() -> None:
+    from syncse.train import DATA_SOURCES
+
+    assert set(VARIANTS) <= set(DATA_SOURCES)
+
+
 def test_a_new_variant_is_one_edit_in_params(pipeline: Path) -> None:
     overlays = {**yaml.safe_load((pipeline / "params.yaml").read_text())["train"]["variants"], "sup_wiki": {"lr": 3.0e-5}}
     with _edited(pipeline, "train.variants", overlays):

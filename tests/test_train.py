@@ -226,8 +226,9 @@ def test_mixing_ratio_is_set_per_variant_and_checked() -> None:
         parse_params({"train": {"scratch_share": 0.25}})
     with pytest.raises(ConfigError, match=r"train\.variants\.mixed\.scratch_share: 1\.5 outside the allowed range \[0, 1\]"):
         parse_params({"train": {"variants": {"mixed": {"scratch_share": 1.5}}}}).train.for_variant("mixed")
-    with pytest.raises(ConfigError, match="train.variants.mixd: unknown variant"):
-        parse_params({"train": {"variants": {"mixd": {}}}})
+    typo = parse_params({"train": {"variants": {"mixd": {}}}}).train  # declares a variant: its stage fails before any work
+    with pytest.raises(ValueError, match=r"unknown variant 'mixd'; allowed \(a data source in syncse.train\)"):
+        training_rows("mixd", typo.for_variant("mixd"), "data", "artifacts/synth", seed=0)
 
 
 def test_unsup_rows_are_their_own_positive(data_root: Path) -> None:
