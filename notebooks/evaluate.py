@@ -22,6 +22,8 @@ seeds = False  # true: `model` is a trained variant's folder, one model per trai
 params_file = "params.yaml"
 
 # %%
+import logging
+
 import pandas as pd
 
 from syncse.config import load_params
@@ -46,17 +48,16 @@ if model == "train.base":  # resolved here, after the profile overlay, not in dv
 
 # %%
 models = {s: str(path) for s, path in seed_dirs(model).items()} if seeds else {None: model}
-runs = {}
+runs, encoded = {}, []
 for seed, path in models.items():
     encoder = CachedEncoder(encode_fn_for(load_encoder(path, pooling, max_seq_length=cfg.max_seq_length),
                                           cfg.batch_size, cfg.precision), name if seed is None else f"{name}-seed-{seed}")
     runs[seed] = {"sts": evaluate_sts(encoder, params.data.root), "dev": evaluate_sts(encoder, params.data.root, DEV_TASKS),
                   "rerank": evaluate_reranking(encoder) if cfg.reranking else {}}  # MTEB v1's reranking MAP, the paper's
-    reranked = f"avg {runs[seed]['rerank']['avg']}" if cfg.reranking else "not run"
-    log_summary(f"evaluate {name}" + ("" if seed is None else f" seed {seed}"), [
-        f"{path}: STS avg {runs[seed]['sts']['avg']}, dev avg {runs[seed]['dev']['avg']}, reranking {reranked}",
-        f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s ({resolve_precision(cfg.precision)})",
-    ])
+    encoded.append(f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s")
+    if seed is not None:
+        logging.getLogger("syncse").info("%s seed %s: STS avg %s, dev avg %s (%s)", name, seed,
+                                         runs[seed]["sts"]["avg"], runs[seed]["dev"]["avg"], encoded[-1])
 written = {kind: aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank")}
 for kind, metrics in written.items():  # rerank: {} when skipped, so the stage's output exists either way
     write_json(f"metrics/{kind}/{name}.json", metrics)
@@ -66,6 +67,13 @@ if not cfg.reranking:
 pd.DataFrame({kind: scores(metrics) for kind, metrics in written.items()})
 
 # %%
-log_summary(f"evaluate {name}", [f"metrics/{kind}/{name}.json (avg {metrics.get('avg', 'not run')}"
-                                 + (f" \u00b1 {metrics['std']['avg']}, {metrics['n_seeds']} seeds)" if "std" in metrics else ")")
-                                 for kind, metrics in written.items()]);
+def _avg(metrics: dict) -> str:
+    """`avg 54.93`, `avg 54.93 ± 0.12 over 3 seeds`, or `not run` (reranking offline)."""
+    if not metrics:
+        return "not run"
+    spread = f" \u00b1 {metrics['std']['avg']} over {metrics['n_seeds']} seeds" if "std" in metrics else ""
+    return f"avg {metrics['avg']}{spread}"
+
+
+log_summary(f"evaluate {name}", [*(f"metrics/{kind}/{name}.json ({_avg(metrics)})" for kind, metrics in written.items()),
+                                 f"{', '.join(encoded)} ({resolve_precision(cfg.precision)})"]);
