@@ -68,10 +68,10 @@ pd.DataFrame({kind: scores(metrics) for kind, metrics in written.items()})
 
 # %%
 def _avg(metrics: dict) -> str:
-    """`avg 54.93`, `avg 54.93 ± 0.12 over 3 seeds`, or `not run` (reranking offline)."""
+    """`avg 54.93` (one run or one seed), `avg 54.93 ± 0.12 over 3 seeds`, or `not run` (reranking offline)."""
     if not metrics:
         return "not run"
-    spread = f" \u00b1 {metrics['std']['avg']} over {metrics['n_seeds']} seeds" if "std" in metrics else ""
+    spread = f" \u00b1 {metrics['std']['avg']} over {metrics['n_seeds']} seeds" if metrics.get("n_seeds", 1) > 1 else ""
     return f"avg {metrics['avg']}{spread}"
 
 

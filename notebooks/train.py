@@ -64,7 +64,7 @@ for seed in cfg.seeds:  # an interrupted stage resumes the seed it was in; a fin
 metrics = aggregate({seed: asdict(r) for seed, r in results.items()})  # the mean over seeds, std, each seed's
 if result.main_process:
     write_json(f"metrics/train/{variant}.json", metrics)
-    log_summary(f"train {variant}", [f"{len(results)} seeds, dev avg {metrics['best']['avg']:.2f} \u00b1 {metrics['std']['best']['avg']:.2f}",
+    log_summary(f"train {variant}", [f"dev avg {metrics['best']['avg']:.2f}" + (f" \u00b1 {metrics['std']['best']['avg']:.2f} over {len(results)} seeds" if len(results) > 1 else f" (seed {seed})"),
                                      f"metrics/train/{variant}.json", f"metrics/train/{variant}.csv"])
 metrics
 
