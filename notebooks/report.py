@@ -27,6 +27,7 @@ from IPython.display import Markdown, display
 from syncse import report
 from syncse.config import load_params
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, write_json
+from syncse.encoders import judge_encoder
 
 logging.basicConfig(level=logging.WARNING)
 revision = report.git_revision(".")  # before this notebook writes anything
@@ -110,7 +111,7 @@ triplets = {
     "scratch": read_triplets(f"{synth_dir}/scratch.jsonl")[: cfg.max_pairs],
     "nli (human)": [Triplet(t.premise, t.entailment, t.contradiction, "nli") for t in load_nli_triplets(params.data.root)[: cfg.max_pairs]],
 }
-similarities = report.triplet_similarities(report.judge_encoder(cfg.judge), triplets)
+similarities = report.triplet_similarities(judge_encoder(cfg.judge), triplets)
 display(Markdown(report.similarity_markdown(similarities)))
 
 # %%

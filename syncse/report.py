@@ -25,7 +25,6 @@ import seaborn as sns
 
 from syncse.config import EvaluateConfig, Params
 from syncse.data import Triplet, atomic_writer
-from syncse.encoders import judge_encoder  # noqa: F401 - the report's judge (`report.judge`), shared with synthesis and training
 from syncse.evaluate import TEST_TASKS, unit_rows
 from syncse.seeds import scores as mean_scores
 
