@@ -525,6 +525,12 @@ class ChatClient:
         """The cache key: sha256 of namespace and body (never the API key)."""
         return sha256_json({"namespace": self.namespace, "body": request.body(self.model)})
 
+    def cached(self, request: ChatRequest) -> ChatResult | None:
+        """The cached result of `request`, or None on a miss; never sends, claims or charges
+        (a dry look at what a run would reuse, e.g. to cost the rest of a partly banked run)."""
+        body = self.cache.get(self.key(request))
+        return None if body is None else self._result(body, request, cached=True)
+
     def complete(self, requests: Sequence[ChatRequest], desc: str = "llm") -> list[ChatResult]:
         """Run `requests` concurrently; results come back in the same order.
 
@@ -856,4 +862,19 @@ def open_client(cfg: LLMConfig) -> Iterator[ChatClient]:
     gguf, digest = resolve_gguf(cfg.model, cfg.model_dir)
     settings = ServerSettings(cfg.n_threads, cfg.n_parallel, cfg.ctx_per_slot, cfg.cache_prompt)
     with EmbeddedServer(gguf, settings) as base_url:
-        yield ChatClient(base_url, api_key="embedded", namespace=f"gguf-sha256:{digest}", **common)
+        yield ChatClient(base_url, api_key="embedded", namespace=gguf_namespace(digest), **common)
+
+
+def gguf_namespace(digest: str) -> str:
+    """The cache-key namespace of a GGUF model with sha256 `digest` (the embedded backend's)."""
+    return f"gguf-sha256:{digest}"
+
+
+def cache_namespace(cfg: LLMConfig) -> str:
+    """The namespace `open_client(cfg)` keys its cache with, without starting anything: the base
+    URL for the OpenAI backends, the verified model file's sha256 for the embedded one."""
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"llm.backend: unknown backend {cfg.backend!r}; expected one of {BACKENDS}")
+    if cfg.backend == "embedded":
+        return gguf_namespace(resolve_gguf(cfg.model, cfg.model_dir)[1])
+    return cfg.base_url

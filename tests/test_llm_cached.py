@@ -1,0 +1,54 @@
+"""Dry looks into the response cache: `ChatClient.cached` and `cache_namespace` (used by
+benchmarks/bench_targeted.py to read banked responses without sending a request)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncse.config import LLMConfig
+from syncse.llm import ChatClient, ChatRequest, cache_namespace, open_client
+from syncse.testing import FakeOpenAIServer
+
+KEY = "sk-test-cached-0123456789"
+
+
+def requests(n: int) -> list[ChatRequest]:
+    return [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(n)]
+
+
+def test_cached_reads_hits_and_never_sends_a_miss(tmp_path: Path) -> None:
+    with FakeOpenAIServer(api_key=KEY) as server:
+        chat = ChatClient(server.base_url, "fake-model", KEY, tmp_path, "fake", progress=False)
+        assert [chat.cached(r) for r in requests(3)] == [None, None, None]
+        assert sum(server.log.attempts.values()) == 0  # a miss is not sent
+        sent = chat.complete(requests(2))
+        looked = [chat.cached(r) for r in requests(3)]
+        assert sum(server.log.attempts.values()) == 2  # the hits were read, not sent again
+    assert [r.content for r in looked[:2]] == [r.content for r in sent] and all(r.cached for r in looked[:2])
+    assert looked[2] is None
+    assert not list(tmp_path.glob("*/*.lock"))  # nothing claimed
+
+
+def test_cache_namespace_finds_what_open_client_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    with FakeOpenAIServer(api_key=KEY) as server:
+        cfg = LLMConfig(backend="openai", model="fake-model", base_url=server.base_url, api_key_env="SYNCSE_TEST_KEY",
+                        cache_dir=str(tmp_path / "cache"), progress=False)
+        with open_client(cfg) as chat:
+            sent = chat.complete(requests(2))
+    reader = ChatClient("http://127.0.0.1:9/v1", cfg.model, "unused", cfg.cache_dir, cache_namespace(cfg))
+    assert [reader.cached(r).content for r in requests(2)] == [r.content for r in sent]  # type: ignore[union-attr]
+    other = ChatClient("http://127.0.0.1:9/v1", cfg.model, "unused", cfg.cache_dir, "another-server")
+    assert other.cached(requests(1)[0]) is None  # the namespace is part of the key
+
+
+def test_cache_namespace_is_the_embedded_clients(tmp_path: Path) -> None:
+    pytest.importorskip("xllamacpp")
+    cfg = LLMConfig(backend="embedded", model="smollm2-135m", model_dir=str(tmp_path), cache_dir=str(tmp_path / "c"),
+                    progress=False)
+    with open_client(cfg) as chat:
+        assert chat.namespace == cache_namespace(cfg)
+    with pytest.raises(ValueError, match="openai-batch"):
+        cache_namespace(LLMConfig(backend="vllm"))
