@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +33,7 @@ from syncse.encoders import judge_encoder
 from syncse.llm import ChatClient, ChatRequest, cache_namespace
 from syncse.synth.filters import Candidate, Filters
 from syncse.synth.margin import margin_filter
-from syncse.synth.pipelines import _judge, _repeats, check_config, partial_pool, select_anchors
+from syncse.synth.pipelines import _judge, _repeats, check_config, drawing_order, select_anchors
 from syncse.synth.pools import PromptPools, load_pools
 from syncse.synth.requests import aids_enabled, annotation_request
 
@@ -58,9 +57,7 @@ def first_try_negatives(params: Params, share: float, pools: PromptPools) -> lis
     cfg = replace(params.synth, targeted_negatives=share)
     check_config(cfg, pools)
     filters = Filters(cfg, pools)
-    pool = partial_pool(cfg.partial_source, params.data.root, distinct="duplicate" in filters)
-    random.Random(f"{params.seed}:partial").shuffle(pool)
-    anchors, _, _ = select_anchors(pool, cfg.n_partial, filters)
+    anchors, _, _ = select_anchors(drawing_order(cfg, filters, params.seed, params.data.root), cfg.n_partial, filters)
     aids, repeats = aids_enabled(params.llm), _repeats(anchors)
     out = []
     for i, anchor in enumerate(anchors):

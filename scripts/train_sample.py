@@ -6,6 +6,9 @@ effect on quality is read apart from its effect on quantity:
 
     python scripts/train_sample.py results/study/artifacts/synth/partial.jsonl 507 /tmp/partial507 --profile study
 
+With `--params`, a copy of params.yaml with one control changed (e.g. `false_negative_threshold: null`)
+gives that control's ablation on the same rows.
+
 Prints (and writes to OUT/result.json) the rows, the selected checkpoint's dev scores and the
 STS test scores, measured as the evaluation stage measures them.
 """
@@ -29,10 +32,11 @@ def main() -> None:
     parser.add_argument("rows", type=int, help="rows to sample with the params' top-level seed (0: all)")
     parser.add_argument("out", help="folder for the model, its checkpoints and result.json")
     parser.add_argument("--variant", default="partial", help="whose train.variants overlay applies")
+    parser.add_argument("--params", default="params.yaml", help="the params file (e.g. a copy with one control off)")
     parser.add_argument("--profile", default=None, help="params profile (default: the file's own)")
     parser.add_argument("--seed", type=int, default=None, help="training seed (default: the first of train.seeds)")
     args = parser.parse_args()
-    params = load_params("params.yaml", profile=args.profile)
+    params = load_params(args.params, profile=args.profile)
     cfg = params.train.for_variant(args.variant)
     seed = cfg.seeds[0] if args.seed is None else args.seed
     rows = select_rows(read_triplets(args.triplets), args.rows, params.seed)

@@ -286,13 +286,19 @@ def partial_pool(source: str, data_root: str, distinct: bool) -> list[str]:
     return [detokenize(s) for s in sentences]
 
 
+def drawing_order(cfg: SynthConfig, filters: Filters, seed: int, data_root: str) -> list[str]:
+    """Partial's pool shuffled with `seed`: `select_anchors` takes its anchors in this order."""
+    pool = partial_pool(cfg.partial_source, data_root, distinct="duplicate" in filters)
+    random.Random(f"{seed}:partial").shuffle(pool)
+    return pool
+
+
 def _partial(
     client: ChatClient, cfg: SynthConfig, pools: PromptPools, seed: int, data_root: str, aids: bool, retries: int,
     check: SelfCheck | None,
 ) -> SynthResult:
     filters = Filters(cfg, pools)
-    pool = partial_pool(cfg.partial_source, data_root, distinct="duplicate" in filters)
-    random.Random(f"{seed}:partial").shuffle(pool)
+    pool = drawing_order(cfg, filters, seed, data_root)
     anchors, _, drops = select_anchors(pool, cfg.n_partial, filters)
     if len(pool) < cfg.n_partial:
         logger.warning("partial: %d sentences in the pool, %d requested", len(pool), cfg.n_partial)
