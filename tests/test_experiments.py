@@ -128,6 +128,18 @@ def test_one_variants_overlay_reruns_that_variant_only(pipeline: Path) -> None:
     assert _would_run(pipeline, "train.variants.unsup", {"lr": 3.0e-5}) == {"train@unsup", "report"}  # the report prints overlays
 
 
+def test_editing_another_profile_reruns_nothing(pipeline: Path) -> None:
+    """Stages depend on profiles.<profile>, the selected overlay, not on every profile."""
+    study = yaml.safe_load((pipeline / "params.yaml").read_text())["profiles"]["study"]
+    assert _would_run(pipeline, "profiles.study", {**study, "evaluate": {"batch_size": 8}}) == set()
+
+
+def test_editing_the_selected_profile_reruns_every_stage(pipeline: Path) -> None:
+    """The selected overlay is one DVC param: any edit to it re-runs every stage (coarse, never stale)."""
+    stages = _would_run(pipeline, "profiles.default", {"evaluate": {"batch_size": 8}})
+    assert {*TRAINING, "evaluate_base", "synthesize@partial", "synthesize@scratch", "report"} <= stages
+
+
 def test_training_seeds_retrain_every_variant_without_resynthesis(pipeline: Path) -> None:
     assert _would_run(pipeline, "train.seeds", [42, 43]) == {*TRAINING, "report"}
 
