@@ -1,0 +1,62 @@
+"""Print the study's ablation table: each control removed in turn, mean ± std over seeds.
+
+Reads the study's variants from `<study>/metrics/{sts,dev,train}/<variant>.json` (all controls on)
+and every ablation run banked as `<study>/ablation/<row>/seed-<s>/result.json`, written by
+`scripts/train_sample.py` (row names as `<variant>-<what was removed>`, e.g. `partial-no-margin`):
+
+    python scripts/ablation_table.py results/study
+
+Prints one markdown table: rows, seeds, STS avg and dev avg (mean ± sample std), and the gap to
+the same variant with every control on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from syncse.seeds import aggregate, seed_dirs
+
+
+def study_row(study: Path, variant: str) -> dict[str, Any]:
+    """A variant of the study itself: STS and dev means and spreads, rows trained on."""
+    sts = json.loads((study / "metrics" / "sts" / f"{variant}.json").read_text())
+    train = json.loads((study / "metrics" / "train" / f"{variant}.json").read_text())
+    return {"rows": train["examples"], "n": sts["n_seeds"], "sts": (sts["avg"], sts["std"]["avg"]),
+            "dev": (train["best"]["avg"], train["std"]["best"]["avg"])}
+
+
+def ablation_row(folder: Path) -> dict[str, Any]:
+    """One ablation row: the mean and spread of its seeds' `result.json` (test STS, selected dev)."""
+    runs = {seed: json.loads((path / "result.json").read_text()) for seed, path in seed_dirs(folder).items()}
+    mean = aggregate({s: {"sts": r["sts"]["avg"], "dev": r["selected"]["avg"], "rows": r["rows"]} for s, r in runs.items()})
+    return {"rows": mean["rows"], "n": mean["n_seeds"], "sts": (mean["sts"], mean["std"]["sts"]),
+            "dev": (mean["dev"], mean["std"]["dev"])}
+
+
+def table(study: Path) -> str:
+    """The markdown table: per variant, its all-controls row, then each ablation row of it."""
+    lines = ["| run | rows | seeds | STS avg | dev avg | Δ STS vs all controls |", "|---|---|---|---|---|---|"]
+    folders = sorted(p for p in (study / "ablation").iterdir() if p.is_dir())
+    for variant in sorted({p.name.split("-", 1)[0] for p in folders}):
+        full = study_row(study, variant)
+        rows = [(f"{variant}, all controls", full)]
+        rows += [(f"{p.name.split('-', 1)[0]}, {p.name.split('-', 1)[1].replace('-', ' ')}", ablation_row(p))
+                 for p in folders if p.name.split("-", 1)[0] == variant]
+        for name, row in rows:
+            gap = "–" if row is full else f"{row['sts'][0] - full['sts'][0]:+.2f}"
+            lines.append(f"| {name} | {row['rows']:,} | {row['n']} | {row['sts'][0]:.2f} ± {row['sts'][1]:.2f} "
+                         f"| {row['dev'][0]:.2f} ± {row['dev'][1]:.2f} | {gap} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", help="a banked study folder (e.g. results/study)")
+    print(table(Path(parser.parse_args().study)))
+
+
+if __name__ == "__main__":
+    main()
