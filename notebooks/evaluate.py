@@ -71,8 +71,8 @@ def _avg(metrics: dict) -> str:
     """`avg 54.93` (one run or one seed), `avg 54.93 ± 0.12 over 3 seeds`, or `not run` (reranking offline)."""
     if not metrics:
         return "not run"
-    spread = f" \u00b1 {metrics['std']['avg']} over {metrics['n_seeds']} seeds" if metrics.get("n_seeds", 1) > 1 else ""
-    return f"avg {metrics['avg']}{spread}"
+    spread = f" \u00b1 {metrics['std']['avg']:.2f} over {metrics['n_seeds']} seeds" if metrics.get("n_seeds", 1) > 1 else ""
+    return f"avg {metrics['avg']:.2f}{spread}"
 
 
 log_summary(f"evaluate {name}", [*(f"metrics/{kind}/{name}.json ({_avg(metrics)})" for kind, metrics in written.items()),
