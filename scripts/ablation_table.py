@@ -47,9 +47,14 @@ def table(study: Path) -> str:
                  for p in folders if p.name.split("-", 1)[0] == variant]
         for name, row in rows:
             gap = "–" if row is full else f"{row['sts'][0] - full['sts'][0]:+.2f}"
-            lines.append(f"| {name} | {row['rows']:,} | {row['n']} | {row['sts'][0]:.2f} ± {row['sts'][1]:.2f} "
-                         f"| {row['dev'][0]:.2f} ± {row['dev'][1]:.2f} | {gap} |")
+            lines.append(f"| {name} | {row['rows']:,} | {row['n']} | {_spread(row['n'], *row['sts'])} "
+                         f"| {_spread(row['n'], *row['dev'])} | {gap} |")
     return "\n".join(lines)
+
+
+def _spread(n: int, mean: float, std: float) -> str:
+    """`54.59 ± 0.18` over several seeds; one seed has no measured spread, so just `54.59`."""
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
 
 
 def main() -> None:
