@@ -7,13 +7,14 @@ and every ablation run banked as `<study>/ablation/<row>/seed-<s>/result.json`, 
     python scripts/ablation_table.py results/study
 
 Prints one markdown table: rows, seeds, STS avg and dev avg (mean ± sample std), and the gap to
-the same variant with every control on.
+the same variant with every control on, over the same seeds (a one-seed ablation against that seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def study_row(study: Path, variant: str) -> dict[str, Any]:
     sts = json.loads((study / "metrics" / "sts" / f"{variant}.json").read_text())
     train = json.loads((study / "metrics" / "train" / f"{variant}.json").read_text())
     return {"rows": train["examples"], "n": sts["n_seeds"], "sts": (sts["avg"], sts["std"]["avg"]),
-            "dev": (train["best"]["avg"], train["std"]["best"]["avg"])}
+            "dev": (train["best"]["avg"], train["std"]["best"]["avg"]),
+            "per_seed": {int(seed): run["avg"] for seed, run in sts["seeds"].items()}}
 
 
 def ablation_row(folder: Path) -> dict[str, Any]:
@@ -33,12 +35,12 @@ def ablation_row(folder: Path) -> dict[str, Any]:
     runs = {seed: json.loads((path / "result.json").read_text()) for seed, path in seed_dirs(folder).items()}
     mean = aggregate({s: {"sts": r["sts"]["avg"], "dev": r["selected"]["avg"], "rows": r["rows"]} for s, r in runs.items()})
     return {"rows": mean["rows"], "n": mean["n_seeds"], "sts": (mean["sts"], mean["std"]["sts"]),
-            "dev": (mean["dev"], mean["std"]["dev"])}
+            "dev": (mean["dev"], mean["std"]["dev"]), "per_seed": {seed: r["sts"]["avg"] for seed, r in runs.items()}}
 
 
 def table(study: Path) -> str:
     """The markdown table: per variant, its all-controls row, then each ablation row of it."""
-    lines = ["| run | rows | seeds | STS avg | dev avg | Δ STS vs all controls |", "|---|---|---|---|---|---|"]
+    lines = ["| run | rows | seeds | STS avg | dev avg | Δ STS vs all controls, same seeds |", "|---|---|---|---|---|---|"]
     folders = sorted(p for p in (study / "ablation").iterdir() if p.is_dir())
     for variant in sorted({p.name.split("-", 1)[0] for p in folders}):
         full = study_row(study, variant)
@@ -46,10 +48,18 @@ def table(study: Path) -> str:
         rows += [(f"{p.name.split('-', 1)[0]}, {p.name.split('-', 1)[1].replace('-', ' ')}", ablation_row(p))
                  for p in folders if p.name.split("-", 1)[0] == variant]
         for name, row in rows:
-            gap = "–" if row is full else f"{row['sts'][0] - full['sts'][0]:+.2f}"
+            gap = "–" if row is full else f"{_gap(row['per_seed'], full['per_seed']):+.2f}"
             lines.append(f"| {name} | {row['rows']:,} | {row['n']} | {_spread(row['n'], *row['sts'])} "
                          f"| {_spread(row['n'], *row['dev'])} | {gap} |")
     return "\n".join(lines)
+
+
+def _gap(ablated: dict[int, float], full: dict[int, float]) -> float:
+    """Mean STS avg of the ablated runs minus that of the all-controls runs of the same seeds."""
+    missing = set(ablated) - set(full)
+    if missing:
+        raise ValueError(f"ablation seeds {sorted(missing)} have no all-controls run (seeds {sorted(full)})")
+    return statistics.fmean(ablated.values()) - statistics.fmean(full[seed] for seed in ablated)
 
 
 def _spread(n: int, mean: float, std: float) -> str:

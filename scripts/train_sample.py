@@ -4,7 +4,7 @@ The ablation behind README "Quality controls": SynCSE-partial *without* the marg
 filtered set's row count, every other setting from the params' profile, so that the filter's
 effect on quality is read apart from its effect on quantity:
 
-    python scripts/train_sample.py results/study/artifacts/synth/partial.jsonl 507 /tmp/partial507 --profile study
+    python scripts/train_sample.py results/study-no-controls/artifacts/synth/partial.jsonl 507 /tmp/partial507 --profile study
 
 With `--params`, a copy of params.yaml with one control changed (e.g. `false_negative_threshold: null`)
 gives that control's ablation on the same rows.
