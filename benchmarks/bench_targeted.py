@@ -1,7 +1,7 @@
 """Targeted negatives against the paper's, from banked responses only: no LLM request is sent.
 
 The study's partial anchors and their first-try negative requests at `--share` are built as the
-pipeline builds them (`partial_pool`, `select_anchors`, `annotation_request`); each targeted one is
+pipeline builds them (`drawing_order`, `select_anchors`, `annotation_request`); each targeted one is
 read from the response cache (`ChatClient.cached`: a miss is counted, never sent) and cleaned and
 judged by the pipeline's own filters (`_judge`, then the pair check against the banked positive).
 For the anchors with a kept targeted negative and a banked study triplet (whose negative came from

@@ -41,12 +41,13 @@ def ablation_row(folder: Path) -> dict[str, Any]:
 def table(study: Path) -> str:
     """The markdown table: per variant, its all-controls row, then each ablation row of it."""
     lines = ["| run | rows | seeds | STS avg | dev avg | Δ STS vs all controls, same seeds |", "|---|---|---|---|---|---|"]
-    folders = sorted(p for p in (study / "ablation").iterdir() if p.is_dir())
-    for variant in sorted({p.name.split("-", 1)[0] for p in folders}):
+    removed: dict[str, list[tuple[str, Path]]] = {}  # variant -> (what was removed, its folder)
+    for folder in sorted(p for p in (study / "ablation").iterdir() if p.is_dir()):
+        variant, what = folder.name.split("-", 1)
+        removed.setdefault(variant, []).append((what.replace("-", " "), folder))
+    for variant in sorted(removed):
         full = study_row(study, variant)
-        rows = [(f"{variant}, all controls", full)]
-        rows += [(f"{p.name.split('-', 1)[0]}, {p.name.split('-', 1)[1].replace('-', ' ')}", ablation_row(p))
-                 for p in folders if p.name.split("-", 1)[0] == variant]
+        rows = [(f"{variant}, all controls", full)] + [(f"{variant}, {what}", ablation_row(f)) for what, f in removed[variant]]
         for name, row in rows:
             gap = "–" if row is full else f"{_gap(row['per_seed'], full['per_seed']):+.2f}"
             lines.append(f"| {name} | {row['rows']:,} | {row['n']} | {_spread(row['n'], *row['sts'])} "
