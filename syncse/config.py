@@ -203,6 +203,8 @@ class TrainConfig:
     pooler: str = checked("auto", choices=POOLERS)  # auto | cls (CLS + Linear+Tanh head) | cls_before_pooler | mean
     mlp_only_train: bool = False  # cls head in training only, raw CLS at evaluation (unsup-SimCSE)
     attention_dropout: float | None = checked(None, ge=0, le=1)  # set the backbone's (decoders ship 0; SimCSE's noise needs ~0.1)
+    hidden_dropout: float | None = checked(None, ge=0, le=1)  # decoders: dropout on embeddings, attention and MLP outputs,
+    #                           where BERT has hidden_dropout_prob (encoders keep theirs); null: none
     max_seq_length: int = checked(32, ge=1)  # tokens per sentence in training
     temperature: float = checked(0.05, gt=0)  # softmax temperature; scale = 1 / temperature = 20
     hard_negative_weight: float = 0.0  # log-weight on each anchor's own hard negative (0 -> weight 1)

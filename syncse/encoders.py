@@ -181,7 +181,12 @@ def judge_encoder(spec: str, batch_size: int = 64) -> Callable[[list[str]], np.n
 
 
 def build_trainable(
-    spec: str, pooling: str = "auto", *, max_seq_length: int = 32, attention_dropout: float | None = None
+    spec: str,
+    pooling: str = "auto",
+    *,
+    max_seq_length: int = 32,
+    attention_dropout: float | None = None,
+    hidden_dropout: float | None = None,
 ) -> SentenceTransformer:
     """A trainable encoder: like `load_encoder`, but `cls` gets a fresh Linear+Tanh head.
 
@@ -195,13 +200,15 @@ def build_trainable(
         max_seq_length: tokens kept per sentence.
         attention_dropout: set the backbone config's `attention_dropout` (decoder LMs ship with 0,
             and dropout noise is unsup-SimCSE's only augmentation); None keeps the checkpoint's.
+        hidden_dropout: a decoder base only: dropout where BERT has `hidden_dropout_prob`
+            (`add_hidden_dropout`); None or 0: none. Encoders keep their own.
     """
     _check_pooler(pooling)
     base = parse_spec(spec)
     if base.kind == "st" and pooling == "auto":
-        if attention_dropout is not None:
-            logger.warning("attention_dropout=%s not applied: %s is trained as saved, with its own dropout",
-                           attention_dropout, spec)
+        for key, value in (("attention_dropout", attention_dropout), ("hidden_dropout", hidden_dropout)):
+            if value is not None:
+                logger.warning("%s=%s not applied: %s is trained as saved, with its own dropout", key, value, spec)
         model = SentenceTransformer(base.path, device="cpu")
         model.max_seq_length = max_seq_length
         return model
@@ -212,7 +219,39 @@ def build_trainable(
     pretrained_pooler = getattr(transformer.model, "pooler", None)
     if isinstance(pretrained_pooler, nn.Module):  # unused (our head replaces it): no gradient, DDP-safe
         pretrained_pooler.requires_grad_(False)
+    if hidden_dropout:
+        if is_decoder(transformer):
+            add_hidden_dropout(transformer.model, hidden_dropout)
+        else:
+            logger.warning("hidden_dropout=%s not applied: %s is an encoder with its own hidden dropout", hidden_dropout, spec)
     return assemble(transformer, pooling, head)
+
+
+def add_hidden_dropout(backbone: nn.Module, p: float) -> list[torch.utils.hooks.RemovableHandle]:
+    """Dropout `p` where BERT applies `hidden_dropout_prob`, on a Llama-style decoder that has none:
+    on the token embeddings, and on each block's attention and feed-forward outputs before their
+    residual adds. SimCSE's positive pair is two dropout-noised passes of one sentence; attention
+    dropout alone leaves the two views of a decoder nearly identical (README: "A fair unsup-SimCSE").
+
+    Forward hooks, active in training mode only: they are not part of the weights or the config, so
+    a saved model loads and encodes without them, exactly as it was evaluated.
+
+    Raises:
+        ValueError: the backbone has no `layers` of blocks with `self_attn` and `mlp` (not Llama-style).
+    """
+    blocks = getattr(backbone, "layers", None)
+    if not isinstance(blocks, nn.ModuleList) or not all(hasattr(b, "self_attn") and hasattr(b, "mlp") for b in blocks):
+        raise ValueError(f"hidden_dropout needs a Llama-style decoder (layers of self_attn + mlp); got {type(backbone).__name__}")
+
+    def drop(module: nn.Module, inputs: Any, output: Any) -> Any:
+        if not module.training:
+            return output
+        if isinstance(output, tuple):  # attention: (attn_output, attn_weights)
+            return (nn.functional.dropout(output[0], p, training=True), *output[1:])
+        return nn.functional.dropout(output, p, training=True)
+
+    targets = [backbone.get_input_embeddings(), *(m for block in blocks for m in (block.self_attn, block.mlp))]
+    return [module.register_forward_hook(drop) for module in targets]
 
 
 def resolve_pooling(pooling: str, transformer: Transformer) -> str:

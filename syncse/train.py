@@ -156,7 +156,8 @@ def to_dataset(rows: list[Triplet], row_labels: bool = False) -> Dataset:
 def build_model(cfg: TrainConfig) -> tuple[SentenceTransformer, SentenceTransformer]:
     """(model trained, model evaluated and saved): the same modules, minus a train-only head."""
     model = encoders.build_trainable(
-        cfg.base, cfg.pooler, max_seq_length=cfg.max_seq_length, attention_dropout=cfg.attention_dropout
+        cfg.base, cfg.pooler, max_seq_length=cfg.max_seq_length, attention_dropout=cfg.attention_dropout,
+        hidden_dropout=cfg.hidden_dropout,
     )
     if not cfg.mlp_only_train:
         return model, model

