@@ -196,6 +196,24 @@ def test_budget_cap_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert capped.stats.skipped_budget == 10 - len(done)
 
 
+def test_budget_overshoot_is_at_most_max_in_flight_responses(tmp_path: Path) -> None:
+    """With 4 requests in flight when the cap is crossed, those 4 still finish and are charged, and
+    nothing starts after: the ledger holds the response that crossed the cap and at most 3 more."""
+    max_in_flight, cap = 4, 1  # the first response crosses the cap while the other 3 are in flight
+    with FakeOpenAIServer(api_key=KEY, latency_s=0.3) as server:
+        budget = BudgetTracker(max_tokens=cap, ledger=SpendLedger(tmp_path / "ledger.jsonl"))
+        capped = client(server, tmp_path, max_in_flight=max_in_flight, budget=budget)
+        results = capped.complete(requests(40))
+        served = sum(server.log.attempts.values())
+    charged = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
+    running = [sum(e["prompt_tokens"] + e["completion_tokens"] for e in charged[: i + 1]) for i in range(len(charged))]
+    crossed = next(i for i, total in enumerate(running) if total >= cap)
+    assert served == len(charged) == sum(r.content is not None for r in results)  # every paid response charged
+    assert len(charged) - crossed <= max_in_flight  # the crossing response and those already in flight
+    assert len(charged) - crossed >= 2  # more than one was in flight: the bound was exercised
+    assert budget.exhausted and capped.stats.skipped_budget == 40 - len(charged)
+
+
 def test_api_key_never_logged_cached_or_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
@@ -219,7 +237,8 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_bad_backend_and_model_name_the_allowed_set(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="embedded"), open_client(LLMConfig(backend="vllm")):
+    with pytest.raises(ValueError, match=r"'vllm'.*\('embedded', 'openai', 'openai-batch'\)"), \
+            open_client(LLMConfig(backend="vllm")):
         pass
     with pytest.raises(ValueError, match="smollm2-135m"):
         resolve_gguf("llama-70b", tmp_path)
