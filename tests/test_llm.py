@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ from syncse.llm import (
 from syncse.testing import FakeOpenAIServer
 
 KEY = "sk-test-SECRET-0123456789"
+ERRORS_TEXT = {"401": "Incorrect API key provided: ***", "403": "Country, region, or territory not supported",
+               "404": "The model `fake-model` does not exist"}
 FAST_RETRY = RetryPolicy(max_retries=5, base_delay_s=0.01, max_delay_s=0.05)
 
 
@@ -41,6 +44,11 @@ def requests(n: int) -> list[ChatRequest]:
         ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"temperature": 1.0, "seed": i})
         for i in range(n)
     ]
+
+
+def body_hash(request: ChatRequest) -> str:
+    """The key the fake server's fault plan sees for a request (sha256 of its body)."""
+    return hashlib.sha256(json.dumps(request.body("fake-model"), sort_keys=True).encode()).hexdigest()
 
 
 def client(server: FakeOpenAIServer, cache: Path, **kwargs) -> ChatClient:
@@ -110,6 +118,45 @@ def test_unauthorized_is_fatal_and_the_echoed_key_is_scrubbed(tmp_path: Path, ca
     assert KEY not in str(refused.value) and KEY not in caplog.text
 
 
+@pytest.mark.parametrize("status", ["401", "403", "404"])
+def test_refusals_stop_the_run_at_once_without_retries(tmp_path: Path, status: str) -> None:
+    """401/403/404 would fail every later request the same way: the run stops with the server's
+    text, nothing is retried, and no request starts after the first refusal (at most the
+    `max_in_flight` already sent are refused too)."""
+    with FakeOpenAIServer(faults=lambda key, attempt: status, api_key=KEY, latency_s=0.05) as server:
+        refused = client(server, tmp_path, max_in_flight=4)
+        with pytest.raises(LLMError, match=f"server refused with HTTP {status}: ") as stopped:
+            refused.complete(requests(40))
+    assert ERRORS_TEXT[status] in str(stopped.value)
+    assert 1 <= sum(server.log.attempts.values()) <= 4 and set(server.log.attempts.values()) == {1}
+    assert refused.stats.retries == 0 and server.log.served[status] == sum(server.log.attempts.values())
+
+
+def test_dropped_connections_are_retried_and_counted(tmp_path: Path) -> None:
+    """The server hangs up without a response (a reset proxy, a crashed worker): the client retries
+    with backoff and succeeds; a connection that always drops gives up after `max_retries`."""
+    drops = {0: 2, 1: 1}  # request seed -> connections dropped before it is answered
+    seed_of = {}
+
+    def plan(key: str, attempt: int) -> str:
+        return "disconnect" if attempt < drops.get(seed_of.get(key, -1), 0) else "ok"
+
+    reqs = requests(4)
+    with FakeOpenAIServer(faults=plan, api_key=KEY) as server:
+        seed_of.update({body_hash(r): r.params["seed"] for r in reqs})
+        dropped = client(server, tmp_path / "a")
+        results = dropped.complete(reqs)
+        assert [r.content for r in results] == [f"Put differently: sentence number {i}" for i in range(4)]
+        assert server.log.served["disconnect"] == 3 and sum(server.log.attempts.values()) == 4 + 3
+        assert dropped.stats.retries == 3 and dropped.stats.retries_by_cause == {"APIConnectionError": 3}
+        assert dropped.stats.sent == 7 and dropped.stats.failed == 0
+    with FakeOpenAIServer(faults=lambda key, attempt: "disconnect", api_key=KEY) as server:
+        gone = client(server, tmp_path / "b", retry=RetryPolicy(2, 0.01, 0.05))
+        (result,) = gone.complete(requests(1))
+    assert result.error == "failed: APIConnectionError" and server.log.served["disconnect"] == 3
+    assert gone.stats.retries == 2 and gone.stats.failed == 1
+
+
 def test_transient_statuses_are_retried_and_permanent_ones_not() -> None:
     assert all(is_retryable(status) for status in (408, 409, 429, 500, 502, 503, 504, 520, 529))
     assert not any(is_retryable(status) for status in (400, 401, 403, 404, 422, 501, 505))
@@ -149,6 +196,24 @@ def test_budget_cap_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert capped.stats.skipped_budget == 10 - len(done)
 
 
+def test_budget_overshoot_is_at_most_max_in_flight_responses(tmp_path: Path) -> None:
+    """With 4 requests in flight when the cap is crossed, those 4 still finish and are charged, and
+    nothing starts after: the ledger holds the response that crossed the cap and at most 3 more."""
+    max_in_flight, cap = 4, 1  # the first response crosses the cap while the other 3 are in flight
+    with FakeOpenAIServer(api_key=KEY, latency_s=0.3) as server:
+        budget = BudgetTracker(max_tokens=cap, ledger=SpendLedger(tmp_path / "ledger.jsonl"))
+        capped = client(server, tmp_path, max_in_flight=max_in_flight, budget=budget)
+        results = capped.complete(requests(40))
+        served = sum(server.log.attempts.values())
+    charged = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
+    running = [sum(e["prompt_tokens"] + e["completion_tokens"] for e in charged[: i + 1]) for i in range(len(charged))]
+    crossed = next(i for i, total in enumerate(running) if total >= cap)
+    assert served == len(charged) == sum(r.content is not None for r in results)  # every paid response charged
+    assert len(charged) - crossed <= max_in_flight  # the crossing response and those already in flight
+    assert len(charged) - crossed >= 2  # more than one was in flight: the bound was exercised
+    assert budget.exhausted and capped.stats.skipped_budget == 40 - len(charged)
+
+
 def test_api_key_never_logged_cached_or_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
@@ -172,7 +237,8 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_bad_backend_and_model_name_the_allowed_set(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="embedded"), open_client(LLMConfig(backend="vllm")):
+    with pytest.raises(ValueError, match=r"'vllm'.*\('embedded', 'openai', 'openai-batch'\)"), \
+            open_client(LLMConfig(backend="vllm")):
         pass
     with pytest.raises(ValueError, match="smollm2-135m"):
         resolve_gguf("llama-70b", tmp_path)
