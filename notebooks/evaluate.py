@@ -35,8 +35,8 @@ from syncse.evaluate import (
     DEV_TASKS,
     CachedEncoder,
     encode_fn_for,
-    evaluate_reranking,
     evaluate_sts,
+    reranking_scores,
     resolve_precision,
 )
 from syncse.progress import log_summary, setup_logging
@@ -55,7 +55,7 @@ for seed, path in models.items():
     encoder = CachedEncoder(encode_fn_for(load_encoder(path, pooling, max_seq_length=cfg.max_seq_length),
                                           cfg.batch_size, cfg.precision), name if seed is None else f"{name}-seed-{seed}")
     runs[seed] = {"sts": evaluate_sts(encoder, params.data.root), "dev": evaluate_sts(encoder, params.data.root, DEV_TASKS),
-                  "rerank": evaluate_reranking(encoder) if cfg.reranking else {}}  # MTEB v1's reranking MAP, the paper's
+                  "rerank": reranking_scores(encoder, cfg.reranking)}  # MTEB v1's MAP, the paper's; {} when off or offline
     encoded.append(f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s")
     if seed is not None:
         logging.getLogger("syncse").info("%s seed %s: STS avg %s, dev avg %s (%s)", name, seed,

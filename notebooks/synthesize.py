@@ -24,7 +24,7 @@ import logging
 import pandas as pd
 
 from syncse.config import load_params
-from syncse.data import write_json, write_triplets
+from syncse.data import check_corpora, write_json, write_triplets
 from syncse.llm import open_client
 from syncse.progress import log_summary, setup_logging
 from syncse.synth import config_record, sample_rows, synthesize
@@ -36,10 +36,11 @@ pd.set_option("display.max_colwidth", None)
 params = load_params(params_file)
 
 # %%
+corpora = check_corpora(params.data.root, params.data.require_full)  # data.require_full: stop before a paid request
 with open_client(params.llm) as client:
     result = synthesize(name, client, params.synth, params.llm, params.seed, params.data.root)
 written = write_triplets(f"artifacts/synth/{name}.jsonl", result.triplets)
-write_json(f"metrics/synth/{name}.json", result.metrics)
+write_json(f"metrics/synth/{name}.json", {**result.metrics, "corpora": corpora})
 write_json(f"artifacts/synth/{name}.config.json", config_record(params.synth, params.llm))
 log_summary(f"synthesize {name}", [
     f"artifacts/synth/{name}.jsonl ({written} triplets of {result.metrics['requested']} requested)",

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from syncse.config import load_params
-from syncse.data import write_json
+from syncse.data import check_corpora, write_json
 from syncse.progress import log_summary, setup_logging
 from syncse.seeds import aggregate, seed_dir
 from syncse.train import LOG_FILE, DevSettings, train, training_rows, write_seed_logs
@@ -48,6 +48,7 @@ models, checkpoints_root, log_csv, metrics_json = (Path(out) / where for where i
 cfg
 
 # %%
+corpora = check_corpora(params.data.root, params.data.require_full)  # samples standing in for SimCSE's files: said, or an error
 rows = training_rows(variant, cfg, params.data.root, "artifacts/synth", params.seed)  # the same rows for every seed
 print(f"{variant}: {len(rows)} training rows, seeds {cfg.seeds}, e.g. {rows[:1]}")
 
@@ -66,7 +67,7 @@ for seed in cfg.seeds:  # an interrupted stage resumes the seed it was in; a fin
             f"{result.best['stsb_dev' if cfg.select_on == 'stsb' else 'avg']:.2f})",
             f"{result.examples} rows at {result.examples_per_second} examples/s",
         ], seconds=result.train_seconds)
-metrics = aggregate({seed: asdict(r) for seed, r in results.items()})  # the mean over seeds, std, each seed's
+metrics = {**aggregate({seed: asdict(r) for seed, r in results.items()}), "corpora": corpora}  # the mean over seeds, std, each seed's
 if result.main_process:
     write_json(metrics_json, metrics)
     log_summary(f"train {variant}", [f"dev avg {metrics['best']['avg']:.2f}" + (f" \u00b1 {metrics['std']['best']['avg']:.2f} over {len(results)} seeds" if len(results) > 1 else f" (seed {seed})"),

@@ -65,6 +65,8 @@ class DataConfig:
     """Where the versioned corpora live (restored by `dvc pull` from `data.dvc`)."""
 
     root: str = "data"  # relative to the repository root
+    require_full: bool = False  # stop (before any request or training) unless SimCSE's full corpora are in root:
+    #                           nli_for_simcse.csv and wiki1m_for_simcse.txt (README "Reproducing the paper", step 2)
 
 
 @dataclass
@@ -222,7 +224,8 @@ class TrainConfig:
     max_steps: int = checked(-1, ge=-1)  # >0 overrides epochs; -1 (or 0): epochs decide
     num_examples: int = checked(1024, ge=0)  # rows per variant (a seeded sample); 0 = all available
     equal_rows: bool = True  # cap every variant at the smallest variant's row count (fair comparison)
-    eval_steps: int = checked(8, ge=1)  # dev evaluation + checkpoint every N steps (and at the last step)
+    eval_steps: int = checked(8, ge=1)  # dev evaluation + checkpoint every N steps
+    eval_last_step: bool = True  # also at the last step, so a run's end is never left unscored (SimCSE's scripts: not)
     select_on: str = checked("stsb+sickr", choices=tuple(SELECTIONS))  # stsb (SimCSE's scripts) | stsb+sickr (SynCSE's: the mean)
     batch_sampler: str = checked("random", choices=BATCH_SAMPLERS)  # random (SimCSE's) | no_duplicates (no repeated text in a batch)
     drop_last: bool = False  # drop the last partial batch (SimCSE keeps it)

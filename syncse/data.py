@@ -220,6 +220,27 @@ FULL_NLI = "nli_for_simcse.csv"  # SimCSE's sup training file: sent0 (premise), 
 FULL_WIKI = "wiki1m_for_simcse.txt"  # SimCSE's unsup corpus, one sentence per line
 
 
+FULL_CORPORA = {"nli": FULL_NLI, "wiki": FULL_WIKI}  # what stands in for each: the shipped samples
+
+
+def check_corpora(root: str | Path, require_full: bool = False) -> dict[str, str]:
+    """Which training corpora the loaders read from `root`: `{"nli": "full" | "sample", "wiki": ...}`.
+    Samples standing in for a full corpus are logged as a warning, or, with `require_full` (the
+    `paper` profile), an error before any request is paid or any step trained.
+
+    Raises:
+        DataError: `require_full` and a full corpus is missing, naming the files and the README step.
+    """
+    kinds = {name: "full" if (Path(root) / file).is_file() else "sample" for name, file in FULL_CORPORA.items()}
+    missing = [FULL_CORPORA[name] for name, kind in kinds.items() if kind == "sample"]
+    if missing and require_full:
+        raise DataError(f"data.require_full: {', '.join(missing)} missing from {root}/ (the shipped samples would stand in "
+                        "for the paper's corpora); README 'Reproducing the paper', step 2 brings them")
+    if missing:
+        logger.warning("%s not in %s/: the shipped samples stand in for them (not the paper's data)", ", ".join(missing), root)
+    return kinds
+
+
 def load_nli_triplets(root: str | Path) -> list[NliTriplet]:
     """(premise, entailment, contradiction) rows as sup-SimCSE builds them: `nli_for_simcse.csv`
     when present in `root`, else, from the shipped samples, each premise's entailed and

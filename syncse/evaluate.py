@@ -236,12 +236,29 @@ def dev_scores(model: Any, data_root: str | Path, batch_size: int = 64, precisio
     return evaluate_sts(encoder, data_root, DEV_TASKS)
 
 
+class RerankingUnavailable(RuntimeError):
+    """The reranking tasks' data cannot be loaded (they come from the HF hub: offline, they never can)."""
+
+
+def reranking_scores(encoder: CachedEncoder, enabled: bool, tasks: Sequence[Any] | None = None) -> dict[str, float]:
+    """`evaluate_reranking` when `enabled` (`evaluate.reranking`), else `{}`. Tasks whose data cannot be
+    loaded are skipped with a warning and give `{}` too ("not run" in the report), so that an evaluation
+    stage without a network still writes its STS and dev scores."""
+    if not enabled:
+        return {}
+    try:
+        return evaluate_reranking(encoder, tasks)
+    except RerankingUnavailable as err:
+        logger.warning("reranking skipped, its metrics left empty ({}): %s", err)
+        return {}
+
+
 def evaluate_reranking(encoder: CachedEncoder, tasks: Sequence[Any] | None = None) -> dict[str, float]:
     """MAP x100 per reranking task and their `avg`, as the paper's numbers: MTEB v1's reranking MAP
     (`reranking_map`; default tasks: the paper's four, whose data come from the HF hub).
 
     Raises:
-        RuntimeError: naming the tasks, when their data cannot be loaded (e.g. offline).
+        RerankingUnavailable: naming the tasks, when their data cannot be loaded (e.g. offline).
     """
     tasks = list(tasks) if tasks is not None else list(mteb.get_tasks(tasks=list(RERANKING_TASKS), languages=["eng"]))
     try:
@@ -249,7 +266,7 @@ def evaluate_reranking(encoder: CachedEncoder, tasks: Sequence[Any] | None = Non
             task.load_data()
     except Exception as err:  # noqa: BLE001 - any loading failure means "unavailable here"
         names = [t.metadata.name for t in tasks]
-        raise RuntimeError(f"reranking tasks {names} unavailable (their data come from the HF hub): {err}") from err
+        raise RerankingUnavailable(f"reranking tasks {names} unavailable (their data come from the HF hub): {err}") from err
     scores = {task.metadata.name: round(100 * reranking_map(encoder, task), 2) for task in tasks}
     scores["avg"] = round(float(np.mean(list(scores.values()))), 2)
     return scores

@@ -10,6 +10,8 @@ resumed run needs (checkpoints, the best model so far, the log of record) lives 
 `checkpoint_dir`, and the stage's log is a copy of it. Every file and directory is written beside
 its target and renamed into place, so a kill -9 leaves the old version or the new one. A run that
 finished leaves `train_result.json` there: run again on the same config and rows, it costs a copy.
+The key of both (reuse and resume) is the resolved config, the seed, the rows' sha256, the dev
+settings and the code (`syncse.provenance.code_fingerprint`): a run under changed code trains afresh.
 
 Seeds: a stage trains its variant once per seed in `train.seeds`, each in its own
 `<models>/<variant>/seed-<s>` and `<checkpoints>/<variant>/seed-<s>` (`syncse.seeds`), on the same
@@ -49,6 +51,7 @@ from syncse import encoders
 from syncse.config import PRECISIONS, SELECTIONS, TrainConfig
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, wiki_sentences, write_json
 from syncse.losses import CachedSimCSELoss, MLMAuxiliaryLoss, ReferenceEmbeddings, SimCSELoss, contrastive_loss
+from syncse.provenance import code_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -299,8 +302,10 @@ class SelectionCallback(TrainerCallback):
     """
 
     def __init__(self, export_model: SentenceTransformer, checkpoint_dir: Path, log_path: Path | None,
-                 config: dict[str, Any], rows: list[dict[str, Any]], select: str, eval_length: int):
+                 config: dict[str, Any], rows: list[dict[str, Any]], select: str, eval_length: int,
+                 eval_last_step: bool = True):
         self.export_model = export_model
+        self.eval_last_step = eval_last_step
         self.select = select
         self.eval_length = eval_length
         self.best_dir = checkpoint_dir / "best"
@@ -312,9 +317,14 @@ class SelectionCallback(TrainerCallback):
         self.started = time.perf_counter()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        """Evaluate and checkpoint at the last step too, not only every `eval_steps`."""
-        if state.global_step >= state.max_steps:
+        """Evaluate and checkpoint at the last step too (`eval_last_step`), or at multiples of `eval_steps`
+        only, as SimCSE's trainer (transformers >= 5 adds a last evaluation of its own: undone here)."""
+        if state.global_step < state.max_steps:
+            return
+        if self.eval_last_step:
             control.should_log = control.should_evaluate = control.should_save = True
+        elif state.global_step % args.eval_steps:
+            control.should_evaluate = False
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict | None = None, **kwargs: Any) -> None:
         """Remember the mean training loss of the last window."""
@@ -478,7 +488,8 @@ def train(
             model carries that length, so `SentenceTransformer(output_dir)` encodes as it was scored.
     """
     dataset = to_dataset(rows, row_labels=cfg.false_negative_threshold is not None)
-    config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows), "dev": asdict(dev)}
+    config = {**asdict(cfg), "seed": seed, "examples": len(rows), "rows_sha256": _rows_digest(rows), "dev": asdict(dev),
+              "code": code_fingerprint(__name__)}
     checkpoint_dir, log_path = Path(checkpoint_dir), Path(log_path) if log_path else None
     finished = _finished_run(checkpoint_dir, config) if resume else None
     if finished is not None:
@@ -497,7 +508,7 @@ def train(
     torch.manual_seed(seed)  # the fresh cls head
     model, export_model = build_model(cfg)
     callback = SelectionCallback(export_model, checkpoint_dir, log_path, config, log_rows,
-                                 SELECTIONS[cfg.select_on], dev.max_seq_length)
+                                 SELECTIONS[cfg.select_on], dev.max_seq_length, cfg.eval_last_step)
     trainer = _Trainer(
         model=model, args=args, train_dataset=dataset, loss=build_loss(model, cfg, args.world_size, rows),
         evaluator=DevEvaluator(data_root, None if export_model is model else export_model, dev, cfg.select_on),
@@ -522,10 +533,10 @@ def train(
 
 
 def _finished_run(checkpoint_dir: Path, config: dict[str, Any]) -> TrainResult | None:
-    """The result of a run of this very config and rows that finished in `checkpoint_dir`, or None."""
+    """The result of a run of this very config, rows and code that finished in `checkpoint_dir`, or None."""
     recover_dir(checkpoint_dir / "best")
     stored = _read_json(checkpoint_dir / RESULT_FILE)
-    if not stored or _read_json(checkpoint_dir / CONFIG_FILE) != json.loads(json.dumps(config)):
+    if not stored or _changed_keys(checkpoint_dir, config):
         return None
     if not (checkpoint_dir / "best" / DEV_FILE).is_file() or not (checkpoint_dir / LOG_FILE).is_file():
         return None
@@ -590,17 +601,27 @@ def _rows_digest(rows: list[Triplet]) -> str:
 
 
 def _resumable_checkpoint(checkpoint_dir: Path, config: dict[str, Any]) -> str | None:
-    """The newest complete checkpoint of this very config and rows, or None (start over)."""
+    """The newest complete checkpoint of this very config, rows and code, or None (start over)."""
     if not checkpoint_dir.is_dir():
         return None
-    if _read_json(checkpoint_dir / CONFIG_FILE) != json.loads(json.dumps(config)):
-        logger.warning("checkpoints in %s come from another config or other rows: starting over", checkpoint_dir)
+    if not (checkpoint_dir / CONFIG_FILE).is_file():
+        logger.warning("checkpoints in %s have no %s: starting over", checkpoint_dir, CONFIG_FILE)
+        return None
+    changed = _changed_keys(checkpoint_dir, config)
+    if changed:
+        logger.warning("checkpoints in %s come from another %s: starting over", checkpoint_dir, ", ".join(changed))
         return None
     if not (checkpoint_dir / LOG_FILE).is_file():
         logger.warning("checkpoints in %s have no %s: starting over", checkpoint_dir, LOG_FILE)
         return None
     complete = [path for path in checkpoint_dir.glob("checkpoint-*") if _is_complete(path)]
     return str(max(complete, key=_step_of)) if complete else None
+
+
+def _changed_keys(checkpoint_dir: Path, config: dict[str, Any]) -> list[str]:
+    """The keys (`lr`, `rows_sha256`, `code`, ...) whose value differs from the run kept in `checkpoint_dir`."""
+    stored, wanted = _read_json(checkpoint_dir / CONFIG_FILE), json.loads(json.dumps(config))
+    return sorted(key for key in stored.keys() | wanted.keys() if stored.get(key) != wanted.get(key))
 
 
 def _is_complete(checkpoint: Path) -> bool:

