@@ -94,3 +94,21 @@ def test_exp_run_floats_in_exponent_notation_are_read_as_numbers(project: Path) 
 def test_exp_run_rejects_a_bad_override_by_its_key_path(project: Path, override: str, message: str) -> None:
     done, _ = _exp_run(project, override)
     assert done.returncode != 0 and message in done.stdout + done.stderr
+
+
+def test_add_or_override_can_be_run_again_where_add_is_refused(project: Path) -> None:
+    """After a `dvc exp run -S +key=...` (interrupted or not) params.yaml holds the key: the same command is
+    then refused, while `++` (add or override, the README's advice) runs again."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def exp_run(override: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["dvc", "exp", "run", "-S", override], cwd=project, env=env, capture_output=True, text=True)
+
+    try:
+        for _ in range(2):
+            done = exp_run("++train.variants.unsup.lr=1e-5")
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        refused = exp_run("+train.variants.unsup.lr=1e-5")
+        assert refused.returncode != 0 and "already" in refused.stdout + refused.stderr
+    finally:
+        shutil.copy(REPO / "params.yaml", project / "params.yaml")

@@ -102,6 +102,8 @@ def test_paper_profile_trains_each_row_as_its_source(paper, variant: str) -> Non
 def test_paper_profile_seed_and_evaluation(paper) -> None:
     assert paper.seed == 42  # SynCSE scripts/sup_train_mp.sh:39
     assert paper.data.require_full  # the paper's corpora (nli_for_simcse.csv, wiki1m_for_simcse.txt), never the samples
+    assert paper.synth.overgenerate == 1.0  # "the same number of generated sentences" (PAPER.md): no paid surplus
+    assert paper.synth.filters == ["failed", "max_words"]  # the cleaned release's filters (README: Paper vs this repository)
     assert paper.evaluate.precision == "fp32"  # evaluation.py runs the model in fp32
     assert paper.evaluate.max_seq_length >= 128  # SimCSE's SentEval batcher pads and never truncates (test_train checks 128 cuts nothing)
 
