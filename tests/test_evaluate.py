@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +88,42 @@ def test_precision_auto_follows_the_cpu_and_unknown_is_rejected() -> None:
         resolve_precision("fp16")
 
 
-def test_dev_scores_use_dev_sets_only(minilm, data_root: Path) -> None:
-    scores = dev_scores(minilm, data_root)
+def _sick_pairs(path: Path) -> tuple[list[str], list[str], list[float]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]  # after the header
+    return [r[1].strip() for r in rows], [r[2].strip() for r in rows], [float(r[3]) for r in rows]
+
+
+class RecordingModel:
+    """A model's `encode`, remembering every sentence it was given and the vector it returned."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.device = model.device
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str], **kwargs) -> np.ndarray:
+        vectors = self.model.encode(texts, **kwargs)  # (n, dim)
+        self.vectors.update(zip(texts, vectors))
+        return vectors
+
+
+def test_dev_scores_use_dev_sets_only(minilm, data_root: Path, tmp_path: Path) -> None:
+    """A data folder holding only STS-B dev and SICK trial: no test file can be read, only dev
+    sentences are encoded, and each score is the Spearman of those very embeddings."""
+    dev_files = ("STSBenchmark/sts-dev.csv", "SICK/SICK_trial.txt")
+    for name in dev_files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_root / name, tmp_path / name)
+    model = RecordingModel(minilm)
+    scores = dev_scores(model, tmp_path)
     assert set(scores) == {"stsb_dev", "sickr_dev", "avg"}
-    assert 60 < scores["stsb_dev"] < 100 and 60 < scores["sickr_dev"] < 100
+    pairs = {"stsb_dev": _stsb_pairs(tmp_path / dev_files[0]), "sickr_dev": _sick_pairs(tmp_path / dev_files[1])}
+    assert set(model.vectors) == {text for left, right, _ in pairs.values() for text in left + right}
+    for key, (left, right, gold) in pairs.items():
+        a, b = (np.stack([model.vectors[t] for t in side]) for side in (left, right))  # (n, dim) each
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert scores[key] == pytest.approx(100 * spearmanr(cosine, gold).statistic, abs=0.01)
+    assert scores["avg"] == pytest.approx((scores["stsb_dev"] + scores["sickr_dev"]) / 2, abs=0.01)
 
 
 def test_callable_encoder_and_unknown_task(data_root: Path) -> None:

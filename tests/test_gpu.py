@@ -11,8 +11,10 @@ import importlib.util
 import json
 import math
 import os
+import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +23,10 @@ from types import ModuleType
 import pytest
 import torch
 
-from syncse.config import TrainConfig
+from syncse.config import TrainConfig, load_params
 from syncse.train import select_rows, train, variant_rows
 
-from conftest import REPO, run_cli
+from conftest import REPO
 
 no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -68,33 +70,79 @@ def _llama_non_embedding_params(hidden: int, intermediate: int, layers: int, hea
     return layers * (attention + 3 * hidden * intermediate + 2 * hidden) + hidden
 
 
-def test_gpu_check_runs_end_to_end_on_cpu(word_architecture: Path, tiny_dev: Path, tmp_path: Path) -> None:
-    """The check's command on a CPU: both trainers, the STS harness, the JSON and the training log."""
+def _padded_length(rows: list, batch_size: int, max_length: int) -> float:
+    """T as the check defines it (the mean padded length of a column over the same 20 batches drawn
+    with Random(0)), counting tokens here: the word-level tokenizer splits on `\\w+|[^\\w\\s]+`
+    and adds no special token; a sentence is cut at `max_length`."""
+    rng, lengths = random.Random(0), []
+    for _ in range(20):
+        batch = rng.sample(rows, batch_size)
+        for column in ("anchor", "positive", "negative"):
+            lengths.append(max(min(len(re.findall(r"\w+|[^\w\s]+", getattr(r, column))), max_length) for r in batch))
+    return sum(lengths) / len(lengths)
+
+
+def _stsb_test_x100(model_dir: Path, data_root: Path) -> float:
+    """STS-B test Spearman x100 of a saved model, reloaded plainly and scored here."""
+    from scipy.stats import spearmanr
+    from sentence_transformers import SentenceTransformer
+
+    rows = [line.split("\t") for line in (data_root / "STSBenchmark/sts-test.csv").read_text().splitlines()]
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    a, b = (model.encode([r[column].strip() for r in rows], convert_to_tensor=True) for column in (5, 6))  # (n, dim) each
+    cosine = torch.nn.functional.cosine_similarity(a, b)  # (n,)
+    return 100 * spearmanr(cosine.numpy(), [float(r[4]) for r in rows]).statistic
+
+
+def test_gpu_check_runs_end_to_end_on_cpu(word_architecture: Path, tiny_dev: Path, data_root: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The check's whole path on a CPU: both trainers, the STS harness, the JSON and the training log.
+    Its figures are checked against what the test computes itself: the model's STS-B score, the
+    FLOPs from hand-counted parameters and counted tokens, and the speed ratio from the step times."""
+    independent: dict[str, float] = {}
+    harness = gpu_train.sts_scores
+
+    def scored_twice(model_dir: Path, *args):  # noqa: ANN002, ANN202 - passes the check's own arguments on
+        independent["stsb"] = _stsb_test_x100(model_dir, data_root)  # before the check's temporary folder goes
+        return harness(model_dir, *args)
+
+    timers: list[list[float]] = []  # each trainer's step timestamps, as taken
+
+    class KeptTimer(gpu_train.StepTimer):
+        def __init__(self) -> None:
+            super().__init__()
+            timers.append(self.times)
+
+    monkeypatch.setattr(gpu_train, "sts_scores", scored_twice)
+    monkeypatch.setattr(gpu_train, "StepTimer", KeptTimer)
     out = tmp_path / "out"
-    printed = run_cli([sys.executable, "benchmarks/gpu_train.py", "--device", "cpu", "--tiny",
-                       "--architecture", str(word_architecture), "--precisions", "bf16", "--steps", "3",
-                       "--eval-steps", "3", "--warmup", "0", "--batch-size", "8", "--dev-root", str(tiny_dev),
-                       "--sts-tasks", "stsb", "--out", str(out)], cwd=REPO)
-    report = json.loads((out / "gpu_train.json").read_text())
+    report = gpu_train.main(["--device", "cpu", "--tiny", "--architecture", str(word_architecture), "--precisions", "bf16",
+                             "--steps", "3", "--eval-steps", "3", "--warmup", "0", "--batch-size", "8",
+                             "--params", str(REPO / "params.yaml"), "--data-root", str(data_root),
+                             "--dev-root", str(tiny_dev), "--sts-tasks", "stsb", "--out", str(out)])
+    assert json.loads((out / "gpu_train.json").read_text()) == report
     assert [(r["trainer"], r["precision"]) for r in report["runs"]] == [("syncse", "bf16"), ("plain_st_mnrl", "bf16")]
     for run in report["runs"]:
         assert run["steps"] == 3 and run["examples_per_s"] > 0 and run["mfu"] is None  # no peak known for a CPU
     ours = report["runs"][0]
-    assert set(ours["sts"]) == {"stsb", "avg"} and -100 <= ours["sts"]["stsb"] <= 100
+    assert set(ours["sts"]) == {"stsb", "avg"} and ours["sts"]["stsb"] == pytest.approx(independent["stsb"], abs=0.02)
     assert ours["dev_best"]["step"] == 3
-    flops = report["flops"]
     tiny = gpu_train.TINY
-    assert flops["non_embedding_params_N"] == _llama_non_embedding_params(
-        tiny["hidden_size"], tiny["intermediate_size"], tiny["num_hidden_layers"], tiny["num_attention_heads"],
-        tiny["num_key_value_heads"], tiny["head_dim"])
-    T = flops["padded_length_T"]
-    expected = (6 * flops["non_embedding_params_N"] + 12 * flops["layers_L"] * flops["hidden_H"] * T) * 3 * 8 * T
-    assert flops["flops_per_step"] == pytest.approx(expected, rel=1e-3)
-    assert report["ratio_syncse_to_plain"]["bf16"] == pytest.approx(
-        report["runs"][1]["median_step_s"] / ours["median_step_s"], rel=1e-2)
+    N = _llama_non_embedding_params(tiny["hidden_size"], tiny["intermediate_size"], tiny["num_hidden_layers"],
+                                    tiny["num_attention_heads"], tiny["num_key_value_heads"], tiny["head_dim"])
+    T = _padded_length(variant_rows("sup", data_root), 8, load_params(REPO / "params.yaml").train.for_variant("sup").max_seq_length)
+    flops = report["flops"]
+    assert (flops["non_embedding_params_N"], flops["layers_L"], flops["hidden_H"]) == (N, tiny["num_hidden_layers"], tiny["hidden_size"])
+    assert flops["padded_length_T"] == pytest.approx(T, abs=0.01)
+    expected = (6 * N + 12 * tiny["num_hidden_layers"] * tiny["hidden_size"] * T) * 3 * 8 * T  # (6 N + 12 L H T) x 3 B T
+    assert flops["flops_per_step"] == pytest.approx(expected, rel=1e-9)
+    assert len(timers) == 2 and [len(t) for t in timers] == [3, 3]  # syncse's trainer, then the plain one
+    median = [statistics.median(b - a for a, b in zip(t, t[1:])) for t in timers]  # warmup 0: every interval
+    assert [run["median_step_s"] for run in report["runs"]] == pytest.approx(median, rel=1e-9)
+    assert report["ratio_syncse_to_plain"]["bf16"] == pytest.approx(median[1] / median[0], abs=1e-3)
     with (out / "train_log_bf16.csv").open(newline="") as lines:
         assert [int(r["step"]) for r in csv.DictReader(lines)] == [3]
-    assert "syncse / plain sentence-transformers, bf16" in printed
+    assert "syncse / plain sentence-transformers, bf16" in capsys.readouterr().out
 
 
 def test_gpu_check_rejects_tiny_without_architecture() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from syncse import synth
 from syncse.config import ConfigError, LLMConfig, SynthConfig, load_params
-from syncse.llm import EMBEDDED_MODELS, BudgetExceeded, open_client, sha256_json
+from syncse.llm import EMBEDDED_MODELS, BudgetExceeded, ChatClient, ChatRequest, open_client, sha256_json
 from syncse.synth import pipelines
 from syncse.synth.filters import Filters, is_copy
 from syncse.synth.requests import JUDGE_SYSTEM, SCORE_SCHEMA, judge_request
@@ -327,8 +327,21 @@ def test_targeted_negatives_go_through_the_filters_and_are_counted_by_instructio
 
 
 def test_embedded_model_judges_its_own_triplets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real llama.cpp runtime (SmolLM2-135M, as the other embedded tests) under the score schema."""
+    """The real llama.cpp runtime (SmolLM2-135M, as the other embedded tests) under the score schema:
+    every judge answer is `{"score": k}` with k a whole number 0-5, so every side judged is scored."""
     pytest.importorskip("xllamacpp")
+    answers: list[tuple[ChatRequest, str | None, str | None]] = []  # (judge request, content, finish_reason)
+    complete = ChatClient.complete
+
+    def watched(client: ChatClient, requests: Any, desc: str = "llm") -> Any:
+        results = complete(client, requests, desc)
+        for request, result in zip(requests, results):
+            if request.messages[0]["content"] == JUDGE_SYSTEM:
+                raw = client.cache.get(client.key(request)) or {"choices": [{}]}
+                answers.append((request, result.content, raw["choices"][0].get("finish_reason")))
+        return results
+
+    monkeypatch.setattr(ChatClient, "complete", watched)
     llm = LLMConfig(model="smollm2-135m", cache_dir=str(tmp_path / "cache"), model_dir=str(tmp_path), progress=False,
                     reject_retries=0)
     cfg = SynthConfig(n_partial=3, exemplar_block=3, n_exemplars=2, targeted_negatives=1.0, self_check=True,
@@ -337,7 +350,14 @@ def test_embedded_model_judges_its_own_triplets(tmp_path: Path, monkeypatch: pyt
     m = result.metrics
     assert m["kept"] + sum(result.drops.values()) == 3
     judged = m["self_check_positive_checked"] + m["self_check_negative_checked"]
-    assert judged == m["self_check_requests"] > 0 and m["self_check_positive_unparsed"] == 0  # the schema holds
-    scores = sum(m[f"self_check_{side}_score_{k}"] for side in synth.SIDES for k in range(6))
-    assert scores == judged - m["self_check_negative_unparsed"]  # every answer a score in 0-5
+    assert judged == m["self_check_requests"] == len(answers) > 0
+    for request, content, finish in answers:
+        assert request.params["response_format"] == SCORE_SCHEMA and finish == "stop", (content, finish)
+        answer = json.loads(content)  # the schema, strictly: one key, a whole number in 0-5
+        assert set(answer) == {"score"} and type(answer["score"]) is int and 0 <= answer["score"] <= 5, content
+    assert m["self_check_positive_unparsed"] == m["self_check_negative_unparsed"] == 0
+    assert m["dropped_self_check_unparsed"] == 0 and "self_check_unparsed" not in result.drops
+    histogram = Counter(json.loads(content)["score"] for _, content, _ in answers)
+    counted = {k: sum(m[f"self_check_{side}_score_{k}"] for side in synth.SIDES) for k in range(6)}
+    assert counted == {k: histogram[k] for k in range(6)}  # every answer counted under its own score
     assert all(t.meta["negative"]["instruction"] in EDITS for t in result.triplets)

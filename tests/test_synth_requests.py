@@ -4,6 +4,7 @@ and the scratch one-shot is sampled per call with the topics its sentences are a
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter, defaultdict
 
 import pytest
@@ -24,6 +25,13 @@ PAPER_NEGATIVE = [
     "Transform the input sentence by adjusting, altering, or contradicting its original meaning to create a logical and sensible output sentence with a different meaning from the input sentence.",
     "Generate a sentence that conveys a altering, contrasting or opposite idea to the given input sentence, while ensuring the new sentence is logical, realistic, and grounded in common sense.",
 ]
+
+
+def derived_seed(*identity: object) -> int:
+    """The sampling seed a request must carry, derived here as documented (not by the library):
+    a generator seeded with the ':'-joined run seed and request identity draws it below 2**31.
+    The banked study cache is keyed on these values, so they may not drift."""
+    return random.Random(":".join(str(part) for part in identity)).randrange(2**31)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +83,9 @@ def test_annotation_prompt_is_the_papers_few_shot_chat(pools: synth.PromptPools,
     assert [m["role"] for m in messages[1:]] == ["user", "assistant"] * 5 + ["user"]
     assert messages[-1]["content"] == "A boy kicks a ball."
     assert len(set(meta["exemplars"])) == 5 and all(e.startswith(meta["instruction"]) for e in meta["exemplars"])
-    assert request.params == {"temperature": 1.0, "top_p": top_p, "max_tokens": 96, "seed": request.params["seed"]}
+    seed = derived_seed(42, side, "A boy kicks a ball.")
+    assert request.params == {"temperature": 1.0, "top_p": top_p, "max_tokens": 96, "seed": seed}
+    assert meta["sampling"] == request.params
     assert meta["prompt_hash"] == request.prompt_hash()
 
 
@@ -116,7 +126,7 @@ def test_scratch_prompt_matches_the_paper(pools: synth.PromptPools) -> None:
         else:
             seen_caption = True
         assert len(synth.parse_sentences(request.messages[1]["content"])) == 5
-        assert request.params == {"temperature": 1.3, "top_p": 1.0, "max_tokens": 640, "seed": request.params["seed"],
+        assert request.params == {"temperature": 1.3, "top_p": 1.0, "max_tokens": 640, "seed": derived_seed(42, "scratch", call),
                                   "presence_penalty": 0.3, "frequency_penalty": 0.3}
     assert seen_caption and seen_plain
 
@@ -166,4 +176,6 @@ def test_a_repeated_anchor_gets_its_own_sample(pools: synth.PromptPools) -> None
     first, _ = synth.annotation_request("A boy kicks a ball.", "positive", pools, SynthConfig(), 42, False, 0)
     again, _ = synth.annotation_request("A boy kicks a ball.", "positive", pools, SynthConfig(), 42, False, 0, repeat=1)
     same, _ = synth.annotation_request("A boy kicks a ball.", "positive", pools, SynthConfig(), 42, False, 0, repeat=0)
-    assert same == first and again.messages == first.messages and again.params["seed"] != first.params["seed"]
+    assert same == first and again.messages == first.messages
+    assert (first.params["seed"], again.params["seed"]) == (derived_seed(42, "positive", "A boy kicks a ball."),
+                                                            derived_seed(42, "positive", "A boy kicks a ball.", 1))

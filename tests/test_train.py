@@ -307,20 +307,42 @@ def test_train_notebook_runs_through_papermill(tiny_bert: str, tiny_dev: Path, n
 
 
 DDP_SCRIPT = """
-import sys
+import json, os, sys
+import syncse.losses as losses
 from syncse.config import TrainConfig
 from syncse.train import select_rows, train, variant_rows
+
+seen = []  # per step: this rank's own columns, then what the loss scored its anchors against
+own = losses.SimCSELoss.compute_loss_from_embeddings
+scored = losses.simcse_loss
+
+def spy_columns(self, embeddings, labels=None):
+    seen.append({"local": [e.detach().tolist() for e in embeddings]})
+    return own(self, embeddings, labels)
+
+def spy_scored(anchors, positives, negatives=None, **kwargs):
+    seen[-1].update(anchors=anchors.detach().tolist(), positives=positives.detach().tolist(),
+                    negatives=negatives.detach().tolist(), labels=kwargs["labels"].tolist())
+    return scored(anchors, positives, negatives, **kwargs)
+
+losses.SimCSELoss.compute_loss_from_embeddings = spy_columns
+losses.simcse_loss = spy_scored
 base, data, dev, out = sys.argv[1:5]
 cfg = TrainConfig(base=base, pooler="cls", batch_size=4, max_steps=2, eval_steps=2, precision="fp32", hard_negative_weight=0.5)
 rows = select_rows(variant_rows("sup", data), 32, 0)
 result = train(cfg, rows, out + "/model", data_root=dev, checkpoint_dir=out + "/ckpt", log_path=out + "/log.csv", device="cpu")
-print("RESULT", result.main_process, result.steps)
+with open(f"{out}/rank-{os.environ['RANK']}.json", "w") as f:  # a file per rank: printed lines can interleave
+    json.dump({"main_process": result.main_process, "steps": result.steps, "seen": seen}, f)
 """
 
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_gathers_and_saves_once(tiny_bert: str, tiny_dev: Path, data_root: Path, tmp_path: Path) -> None:
-    """torchrun with 2 CPU processes (gloo): the embeddings are all-gathered, rank 0 writes."""
+    """torchrun with 2 CPU processes (gloo): the embeddings are all-gathered, rank 0 writes.
+
+    The loss is watched on each rank: its 4 anchors are scored against 2 x 4 positives and
+    negatives, which are rank 0's columns followed by rank 1's (as each rank embedded them), and
+    each anchor's target is its own positive, at offset 4 x rank."""
     import os
     import subprocess
     import sys
@@ -331,8 +353,21 @@ def test_two_process_ddp_on_cpu_gathers_and_saves_once(tiny_bert: str, tiny_dev:
     done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), tiny_bert, str(data_root), str(tiny_dev), str(tmp_path)],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(line for line in done.stdout.splitlines() if line.startswith("RESULT")) == ["RESULT False 2", "RESULT True 2"]
+    ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [(r["main_process"], r["steps"]) for r in ranks] == [(True, 2), (False, 2)]
     assert SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(["a"]).shape == (1, 32)
+    seen = [r["seen"] for r in ranks]
+    assert [len(steps) for steps in seen] == [2, 2]
+    for step in range(2):
+        local = [torch.tensor(seen[rank][step]["local"]) for rank in (0, 1)]  # (3, 4, 32): anchor, positive, negative columns
+        assert local[0].shape == local[1].shape == (3, 4, 32) and not torch.allclose(local[0], local[1])  # two shards
+        for rank in (0, 1):
+            at = seen[rank][step]
+            assert torch.equal(torch.tensor(at["anchors"]), local[rank][0])  # anchors stay local
+            for column, name in ((1, "positives"), (2, "negatives")):
+                gathered = torch.tensor(at[name])  # (8, 32)
+                assert gathered.shape == (8, 32) and torch.allclose(gathered, torch.cat([local[0][column], local[1][column]]), atol=1e-6)
+            assert at["labels"] == list(range(4 * rank, 4 * rank + 4))
 
 
 @pytest.mark.parametrize("select_on", ["stsb", "stsb+sickr"])
