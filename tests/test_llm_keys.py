@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncse.config import LLMConfig
-from syncse.batch import BatchClient
-from syncse.llm import ChatClient, ChatRequest, cache_namespace, gguf_namespace
+from syncse.llm import BatchClient, ChatClient, ChatRequest, cache_namespace, gguf_namespace
 
 OPENAI = "https://api.openai.com/v1"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
