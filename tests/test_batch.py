@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from syncse.batch import BATCH_JOURNAL, ENDPOINT, BatchClient, BatchSettings
 from syncse.config import LLMConfig
 from syncse.llm import LEDGER_FILE, BudgetTracker, ChatClient, ChatRequest, RetryPolicy, SpendLedger, open_client
+from syncse.llm.batch import BATCH_JOURNAL, ENDPOINT, BatchClient, BatchSettings
 from syncse.testing import FakeOpenAIServer
 
 KEY = "sk-batch-SECRET-31415"
@@ -100,8 +100,8 @@ def test_a_reached_cap_submits_nothing(tmp_path: Path) -> None:
 
 DRIVER = """
 import sys
-from syncse.batch import BatchClient, BatchSettings
 from syncse.llm import ChatRequest
+from syncse.llm.batch import BatchClient, BatchSettings
 reqs = [ChatRequest(({"role": "user", "content": f"sentence number {i}"},), {"seed": i}) for i in range(25)]
 BatchClient(sys.argv[1], "fake-model", sys.argv[3], sys.argv[2], "fake", progress=False,
             batch=BatchSettings(poll_s=0.02, max_requests=10)).complete(reqs)

@@ -26,9 +26,9 @@ from syncse.llm import (
     ResponseCache,
     RetryPolicy,
     SpendLedger,
-    _retry_after,
     is_retryable,
     open_client,
+    parse_retry_after,
     resolve_gguf,
 )
 from syncse.testing import FakeOpenAIServer
@@ -79,11 +79,11 @@ def test_backoff_has_jitter_and_honours_retry_after() -> None:
     delays = [policy.delay(3, None, rng) for _ in range(50)]
     assert all(2.0 <= d <= 4.0 for d in delays) and len(set(delays)) > 1
     assert policy.delay(0, 7.5, rng) == 7.5
-    assert _retry_after({"retry-after": "3"}) == 3.0
-    assert _retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
     later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
-    assert 25 < _retry_after({"retry-after": later}) <= 31
-    assert _retry_after({}) is None
+    assert 25 < parse_retry_after({"retry-after": later}) <= 31
+    assert parse_retry_after({}) is None
 
 
 def test_faults_are_retried_then_rerun_is_served_from_cache(tmp_path: Path) -> None:

@@ -39,20 +39,10 @@ from typing import Any, TypeVar
 import httpx
 import openai
 
-from syncse.llm import (
-    ChatClient,
-    ChatRequest,
-    ChatResult,
-    LLMError,
-    MalformedResponse,
-    _retry_after,
-    _short,
-    append_json_line,
-    is_retryable,
-    scrub,
-    token_counts,
-    validate_completion,
-)
+from syncse.llm.client import ChatClient, is_retryable, parse_retry_after, scrub, shorten
+from syncse.llm.errors import LLMError, MalformedResponse
+from syncse.llm.ledger import append_json_line
+from syncse.llm.requests import ChatRequest, ChatResult, token_counts, validate_completion
 
 logger = logging.getLogger(__name__)
 
@@ -332,10 +322,10 @@ class BatchClient(ChatClient):
             try:
                 return call()
             except openai.APIStatusError as err:
-                message = scrub(_short(err.message), self._openai.api_key)
+                message = scrub(shorten(err.message), self._openai.api_key)
                 if not is_retryable(err.status_code) or attempt == self.retry.max_retries:
                     raise LLMError(f"batch API refused with HTTP {err.status_code}: {message}") from None
-                cause, retry_after = f"HTTP {err.status_code}", _retry_after(err.response.headers)
+                cause, retry_after = f"HTTP {err.status_code}", parse_retry_after(err.response.headers)
             except (openai.APITimeoutError, openai.APIConnectionError, httpx.TransportError) as err:
                 if attempt == self.retry.max_retries:
                     raise LLMError(f"batch API unreachable after {attempt + 1} tries: {type(err).__name__}") from None
