@@ -146,7 +146,7 @@ def test_a_finished_run_is_reused_not_retrained(tiny_bert: str, tiny_dev: Path, 
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A stage re-run after a kill in a later seed: DVC deleted the models and the log, and the seed that
     had finished is restored from its checkpoint folder without a training step."""
-    import syncse.train
+    import syncse.train.trainer
 
     cfg = tiny_config(tiny_bert)
     first = run(cfg, nli_rows, tmp_path, tiny_dev)
@@ -157,7 +157,7 @@ def test_a_finished_run_is_reused_not_retrained(tiny_bert: str, tiny_dev: Path, 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(syncse.train._Trainer, "train", no_training)
+    monkeypatch.setattr(syncse.train.trainer._Trainer, "train", no_training)
     assert run(cfg, nli_rows, tmp_path, tiny_dev) == first
     assert (tmp_path / "log.csv").read_text() == log
     restored = weights(tmp_path / "model")
