@@ -1,5 +1,6 @@
 # One command to set up and run the main job, one to run the tests (see README).
 # Everything installs into .venv; torch==2.13.0 (pyproject) takes the CPU build when installed first.
+SHELL   := /bin/bash
 PY      := python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -31,8 +32,12 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	$(BIN)/dvc pull data.dvc
 
+# The log of the run is kept, and its stages' closing lines become one table of stage times.
 repro: data
-	$(BIN)/dvc repro
+	@mkdir -p artifacts; start=$$(date +%s); set -o pipefail; \
+	$(BIN)/dvc repro 2>&1 | tee artifacts/repro.log; status=$$?; \
+	echo; echo "Stage times (artifacts/repro.log):"; \
+	$(BIN)/python -m syncse.progress artifacts/repro.log --wall $$(( $$(date +%s) - start )); exit $$status
 
 test: $(STAMP)
 	$(BIN)/dvc pull -q data.dvc

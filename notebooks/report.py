@@ -28,6 +28,7 @@ from syncse import report
 from syncse.config import load_params
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, write_json
 from syncse.encoders import judge_encoder
+from syncse.progress import log_summary
 
 logging.basicConfig(level=logging.WARNING)
 revision = report.git_revision(".")  # before this notebook writes anything
@@ -123,3 +124,7 @@ report.plot_similarities(similarities).savefig(f"{out_dir}/similarities.png", dp
 
 # %%
 display(Markdown(report.samples_markdown(similarities, cfg.samples)))
+
+# %%
+logging.getLogger("syncse.progress").setLevel(logging.INFO)  # the stage's closing line (stderr: not in the HTML page)
+log_summary("report", [f"{out_dir}/", f"{metrics_dir}/table.json"]);

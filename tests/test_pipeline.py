@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import run_cli as _run
 
+from syncse.progress import stage_times
+
 REPO = Path(__file__).resolve().parents[1]
 TASK_FILES = ["STS1{}-en-test".format(y) for y in range(2, 7)] + ["STSBenchmark", "SICK"]
 
@@ -96,8 +98,9 @@ def test_variant_trains_and_is_scored_once_per_seed(project: Path, tiny_bert: st
     nli = load_nli_triplets(REPO / "data")[:32]
     for name in ("partial", "scratch"):
         write_triplets(project / f"artifacts/synth/{name}.jsonl", [Triplet(t.premise, t.entailment, t.contradiction, name) for t in nli])
-    for stage in ("train@partial", "evaluate_variant@partial"):
-        _run(["dvc", "repro", "--single-item", stage], project)
+    logged = [_run(["bash", "-c", f"dvc repro --single-item {stage} 2>&1"], project) for stage in ("train@partial", "evaluate_variant@partial")]
+    times = stage_times("\n".join(logged).splitlines())  # make repro's table, from the stages' own closing lines
+    assert list(times) == ["train partial", "evaluate partial"] and all(seconds > 0 for seconds in times.values())
     assert sorted(p.name for p in (project / "artifacts/models/partial").iterdir()) == ["seed-3", "seed-4"]
     sts = json.loads((project / "metrics/sts/partial.json").read_text())
     assert sts["n_seeds"] == 2 and set(sts["seeds"]) == {"3", "4"}
