@@ -10,8 +10,8 @@ averaged as SentEval does, and their `avg`.
 Files are read as SentEval reads them (same encodings, whitespace tokens re-joined by one space as
 SimCSE's batcher does, empty lines of CR and MPQA kept as empty sentences) and rows are put in the
 order SentEval gives its classifier (by token count, then label), so that the same seeds give the same
-folds. Where the classifier differs from SentEval's (a converged L-BFGS fit instead of Adam with
-early stopping) is in the README, "Transfer tasks".
+folds. Where the classifier differs from SentEval's (a converged L-BFGS fit on standardized features
+instead of Adam with early stopping on raw ones) is in the README, "Transfer tasks".
 """
 
 from __future__ import annotations
