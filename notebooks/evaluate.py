@@ -13,6 +13,8 @@
 # files. Dev scores (STS-B dev, SICK-R trial) are written separately: only they select models.
 # A trained variant (`seeds` true) is one model per training seed: each is scored, and each metrics
 # file holds the mean over seeds with `std`, `n_seeds` and every seed's scores (`syncse.seeds.aggregate`).
+# With `evaluate.transfer`, SentEval's 7 transfer tasks too (`syncse.transfer`, SimCSE's test mode):
+# metrics/transfer/<name>.json, `{}` when off.
 
 # %% tags=["parameters"]
 name = "all-MiniLM-L6-v2"  # metrics file name: metrics/sts/<name>.json
@@ -41,6 +43,7 @@ from syncse.evaluate import (
 )
 from syncse.progress import log_summary, setup_logging
 from syncse.seeds import aggregate, scores, seed_dirs
+from syncse.transfer import transfer_scores
 
 setup_logging()  # in a log (papermill, DVC): one progress line per 30 s, no per-batch bars
 params = load_params(params_file, profile)
@@ -55,17 +58,21 @@ for seed, path in models.items():
     encoder = CachedEncoder(encode_fn_for(load_encoder(path, pooling, max_seq_length=cfg.max_seq_length),
                                           cfg.batch_size, cfg.precision), name if seed is None else f"{name}-seed-{seed}")
     runs[seed] = {"sts": evaluate_sts(encoder, params.data.root), "dev": evaluate_sts(encoder, params.data.root, DEV_TASKS),
-                  "rerank": reranking_scores(encoder, cfg.reranking)}  # MTEB v1's MAP, the paper's; {} when off or offline
+                  "rerank": reranking_scores(encoder, cfg.reranking),  # MTEB v1's MAP, the paper's; {} when off or offline
+                  "transfer": transfer_scores(encoder.embed, params.data.root, cfg.transfer)}  # accuracy x100; {} when off
     encoded.append(f"{encoder.encoded} distinct sentences encoded in {encoder.seconds:.0f} s")
     if seed is not None:
         logging.getLogger("syncse").info("%s seed %s: STS avg %s, dev avg %s (%s)", name, seed,
                                          runs[seed]["sts"]["avg"], runs[seed]["dev"]["avg"], encoded[-1])
-written = {kind: aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank")}
-for kind, metrics in written.items():  # rerank: {} when skipped, so the stage's output exists either way
+written = {kind: aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank", "transfer")}
+for kind, metrics in written.items():  # rerank, transfer: {} when skipped, so the stage's output exists either way
     write_json(f"{out}/metrics/{kind}/{name}.json", metrics)
 if not cfg.reranking:
     print("Reranking (AskUbuntu, MindSmall, SciDocsRR, StackOverflowDupQuestions) skipped: "
           "its data come from the HF hub; set evaluate.reranking: true with a network.")
+if not cfg.transfer:
+    print("Transfer tasks (MR, CR, SUBJ, MPQA, SST-2, TREC, MRPC) skipped: set evaluate.transfer: true "
+          "(on in the paper profile; an estimated hour of classifiers per model on 2 cores, README 'Transfer tasks').")
 pd.DataFrame({kind: scores(metrics) for kind, metrics in written.items()})
 
 # %%

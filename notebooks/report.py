@@ -46,7 +46,8 @@ table.to_csv(f"{out_dir}/table.csv", float_format="%.2f")
 with atomic_writer(f"{out_dir}/table.md") as out:
     out.write(report.markdown_table(table, spread))
 reranked = report.rerank_table(metrics_dir, rows)
-write_json(f"{metrics_dir}/table.json", report.metrics_table(table.loc[list(rows)], reranked, spread))
+transferred = report.transfer_table(metrics_dir, rows)
+write_json(f"{metrics_dir}/table.json", report.metrics_table(table.loc[list(rows)], reranked, spread, transferred))
 display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC), params, summary)))
 
 # %% [markdown]
@@ -57,6 +58,7 @@ display(Markdown(report.header_markdown(title, revision, dt.datetime.now(dt.UTC)
 # %%
 display(Markdown(report.results_markdown(table, report.label("base"), trained, spread)))
 display(Markdown(report.reranking_markdown(params.evaluate, reranked)))
+display(Markdown(report.transfer_markdown(params.evaluate, transferred)))
 
 # %% [markdown]
 # ## Which of the paper's orderings hold

@@ -91,6 +91,7 @@ class EvaluateConfig:
     max_seq_length: int = checked(128, ge=1)  # tokens per sentence at evaluation
     anchors: dict[str, ModelSpec] = field(default_factory=dict)  # models evaluated as shipped
     reranking: bool = False  # MTEB hub reranking tasks: need a network
+    transfer: bool = False  # SentEval's 7 transfer tasks (syncse.transfer): local files, an estimated hour of classifiers per model on 2 cores
     precision: str = "auto"  # auto | bf16 | fp32 (auto: bf16 autocast on CPUs with native bf16, else fp32)
 
 

@@ -298,24 +298,42 @@ def _seed_std(spread: pd.DataFrame | None, name: str) -> float | None:
     return float(spread.loc[row, "avg"])
 
 
-def rerank_table(metrics_dir: str | Path, rows: Mapping[str, str]) -> pd.DataFrame:
-    """Reranking MAP x100 of every model that ran it (`metrics/rerank/<name>.json`; `{}`: not run),
-    with the paper's averages beside them when any did."""
-    scores = {lab: mean_scores(read_json(Path(metrics_dir) / "rerank" / f"{name}.json")) for lab, name in rows.items()}
+def _family_table(metrics_dir: str | Path, kind: str, rows: Mapping[str, str]) -> pd.DataFrame:
+    """The scores of every model of `rows` that ran a task family (`metrics/<kind>/<name>.json`; `{}`: not
+    run), a trained row's as the mean over seeds."""
+    scores = {lab: mean_scores(read_json(Path(metrics_dir) / kind / f"{name}.json")) for lab, name in rows.items()}
     table = pd.DataFrame.from_dict({lab: s for lab, s in scores.items() if s}, orient="index")
+    table.index.name = "model"
+    return table
+
+
+def rerank_table(metrics_dir: str | Path, rows: Mapping[str, str]) -> pd.DataFrame:
+    """Reranking MAP x100 of every model that ran it (`metrics/rerank/<name>.json`), with the paper's
+    averages beside them when any did."""
+    table = _family_table(metrics_dir, "rerank", rows)
     if not table.empty:
         paper = {f"paper: {LABELS[v]} (RoBERTa-base)": {"avg": avg} for v, avg in PAPER_RERANK.items()}
         table = pd.concat([table, pd.DataFrame.from_dict(paper, orient="index")])
-    table.index.name = "model"
+        table.index.name = "model"
     return table
+
+
+def transfer_table(metrics_dir: str | Path, rows: Mapping[str, str]) -> pd.DataFrame:
+    """Transfer-task accuracy x100 of every model that ran them (`metrics/transfer/<name>.json`). No paper
+    rows: the paper's summary (PAPER.md) names the seven tasks but gives no scores."""
+    return _family_table(metrics_dir, "transfer", rows)
+
+
+def _scores_markdown(title: str, table: pd.DataFrame) -> str:
+    """`title`, then `table` with two decimals (an empty cell where a row lacks a column)."""
+    cells = table.apply(lambda column: column.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"))
+    return f"{title}\n\n" + _md(["model", *table.columns], ([label, *row] for label, row in zip(cells.index, cells.values)))
 
 
 def reranking_markdown(cfg: EvaluateConfig, reranked: pd.DataFrame) -> str:
     """The reranking scores (MTEB v1 MAP, the paper's), or why there are none."""
     if not reranked.empty:
-        cells = reranked.apply(lambda column: column.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"))
-        return ("**Reranking** (MAP x100, MTEB v1's definition, as the paper):\n\n"
-                + _md(["model", *reranked.columns], ([label, *row] for label, row in zip(cells.index, cells.values))))
+        return _scores_markdown("**Reranking** (MAP x100, MTEB v1's definition, as the paper):", reranked)
     if cfg.reranking:
         return "**Reranking**: `evaluate.reranking` is true, but no evaluation stage wrote scores.\n"
     return ("**Reranking** (AskUbuntuDupQuestions, MindSmallReranking, SciDocsRR, StackOverflowDupQuestions): **not run**. "
@@ -323,12 +341,26 @@ def reranking_markdown(cfg: EvaluateConfig, reranked: pd.DataFrame) -> str:
             "This report is STS only.\n")
 
 
-def metrics_table(sts: pd.DataFrame, reranked: pd.DataFrame, spread: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
+def transfer_markdown(cfg: EvaluateConfig, transferred: pd.DataFrame) -> str:
+    """The transfer-task accuracies (SentEval's protocol in SimCSE's test mode), or why there are none."""
+    if not transferred.empty:
+        return _scores_markdown("**Transfer tasks** (SentEval, SimCSE's test mode: accuracy x100 of a logistic regression "
+                                "on the frozen embeddings; README \"Transfer tasks\"; the paper's summary gives no scores "
+                                "to set beside them):", transferred)
+    if cfg.transfer:
+        return "**Transfer tasks**: `evaluate.transfer` is true, but no evaluation stage wrote scores.\n"
+    return ("**Transfer tasks** (MR, CR, SUBJ, MPQA, SST-2, TREC, MRPC): **not run**. `evaluate.transfer` is false "
+            "(true in the `paper` profile).\n")
+
+
+def metrics_table(sts: pd.DataFrame, reranked: pd.DataFrame, spread: pd.DataFrame | None = None,
+                  transferred: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
     """`metrics/table.json`: each of our rows' STS scores (a trained row: the mean over seeds, with
-    `std` and `n_seeds` from `spread`), and its reranking MAP avg where it ran."""
-    rerank_avg = reranked["avg"].to_dict() if not reranked.empty else {}
+    `std` and `n_seeds` from `spread`), and its reranking MAP avg and transfer accuracy avg where they ran."""
+    families = {"rerank_avg": reranked, "transfer_avg": transferred if transferred is not None else pd.DataFrame()}
+    averages = {key: table["avg"].dropna().to_dict() if "avg" in table else {} for key, table in families.items()}
     seeded = spread.dropna(subset=["n_seeds"]) if spread is not None else pd.DataFrame()
-    return {lab: {**scores, **({"rerank_avg": rerank_avg[lab]} if lab in rerank_avg else {}),
+    return {lab: {**scores, **{key: avg[lab] for key, avg in averages.items() if lab in avg},
                   **({"std": seeded.loc[lab, COLUMNS].to_dict(), "n_seeds": int(seeded.loc[lab, "n_seeds"])} if lab in seeded.index else {})}
             for lab, scores in sts.to_dict(orient="index").items()}
 

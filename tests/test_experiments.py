@@ -160,7 +160,7 @@ def test_variants_are_declared_once_in_params(pipeline: Path) -> None:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert dvc["train"]["foreach"] == dvc["evaluate_variant"]["foreach"] == "${train.variants}"
     assert [d for d in dvc["report"]["deps"] if d.startswith("metrics")] == [
-        "metrics/sts", "metrics/dev", "metrics/rerank", "metrics/train", "metrics/synth"]
+        "metrics/sts", "metrics/dev", "metrics/rerank", "metrics/transfer", "metrics/train", "metrics/synth"]
     dag = _dvc("dag", "--dot", cwd=pipeline)
     assert all(f'"{stage}@{v}" -> "report"' in dag for stage in ("train", "evaluate_variant") for v in VARIANTS)
     assert '"evaluate_base" -> "report"' in dag and '"synthesize@partial" -> "report"' in dag

@@ -17,12 +17,13 @@ TASK_FILES = ["STS1{}-en-test".format(y) for y in range(2, 7)] + ["STSBenchmark"
 
 
 def _small_data(source: Path, target: Path, lines: int = 60) -> None:
-    """The evaluation files cut to their first `lines` lines (same layout, real text)."""
-    for folder in TASK_FILES:
-        for path in (source / folder).glob("*.*"):
-            out = target / folder / path.name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("\n".join(path.read_text().splitlines()[:lines]) + "\n")
+    """The evaluation files cut to their first `lines` lines (same layout, real text, bytes as they are),
+    the transfer sets' too (an evaluation stage's dependency, read only with evaluate.transfer)."""
+    paths = [p for folder in TASK_FILES for p in (source / folder).glob("*.*")]
+    for path in paths + [p for p in (source / "senteval").rglob("*") if p.is_file()]:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"\n".join(path.read_bytes().splitlines()[:lines]) + b"\n")
 
 
 @pytest.fixture()
@@ -107,5 +108,6 @@ def test_variant_trains_and_is_scored_once_per_seed(project: Path, tiny_bert: st
     per_seed = [sts["seeds"][s]["avg"] for s in ("3", "4")]
     assert sts["avg"] == round(sum(per_seed) / 2, 4) and sts["std"]["avg"] == round(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5, 4)
     assert json.loads((project / "metrics/rerank/partial.json").read_text()) == {}  # not run offline: still `{}`
+    assert json.loads((project / "metrics/transfer/partial.json").read_text()) == {}  # evaluate.transfer off: `{}`
     assert json.loads((project / "metrics/train/partial.json").read_text())["n_seeds"] == 2
     assert "didn't change" in _run(["dvc", "repro", "--single-item", "train@partial"], project)

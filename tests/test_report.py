@@ -46,12 +46,14 @@ def _fixture_metrics(root: Path, std: dict[str, float] | None = None) -> None:
             _write(root / "sts" / "base.json", sts)
             _write(root / "dev" / "base.json", dev)
             _write(root / "rerank" / "base.json", {})  # evaluate.reranking off: the stages write {}
+            _write(root / "transfer" / "base.json", {})  # evaluate.transfer off: likewise
             continue
         spread = (std or {}).get(name)
         offsets = dict(zip(SEEDS, (-spread, 0.0, spread))) if spread else {SEEDS[0]: 0.0}
         _write(root / "sts" / f"{name}.json", aggregate({s: _shifted(sts, o) for s, o in offsets.items()}))
         _write(root / "dev" / f"{name}.json", aggregate({s: _shifted(dev, o) for s, o in offsets.items()}))
         _write(root / "rerank" / f"{name}.json", aggregate({s: {} for s in offsets}))
+        _write(root / "transfer" / f"{name}.json", aggregate({s: {} for s in offsets}))
         best = {"stsb_dev": avg + 10.1, "sickr_dev": avg + 2.1, "avg": avg + 6.1}
         _write(root / "train" / f"{name}.json", aggregate({s: {"best": {**_shifted(best, o), "step": 16 * i}, "steps": 96, "examples": ROWS,
                                                                "train_seconds": 120.0 + i, "examples_per_second": 20.5}
@@ -253,3 +255,22 @@ def test_reranking_scores_reach_the_table_and_the_page(tmp_path: Path) -> None:
     table = report.metrics_table(report.sts_table(tmp_path, rows, paper=False), reranked)
     assert table["SynCSE-partial"]["rerank_avg"] == 48.5 and "rerank_avg" not in table["base (zero-shot)"]
     assert "not run" in report.reranking_markdown(EvaluateConfig(), report.rerank_table(tmp_path, {"b": "base"}))
+
+
+def test_transfer_scores_reach_the_table_and_the_page(tmp_path: Path) -> None:
+    rows = {"base (zero-shot)": "base", "SynCSE-partial": "partial"}
+    for name in rows.values():
+        _write(tmp_path / "sts" / f"{name}.json", {c: 50.0 for c in report.COLUMNS})
+        _write(tmp_path / "rerank" / f"{name}.json", {})
+    _write(tmp_path / "transfer" / "base.json", {})  # not run for this one
+    _write(tmp_path / "transfer" / "partial.json", aggregate({1: {"mr": 80.0, "trec": 90.0, "avg": 85.0},
+                                                              2: {"mr": 82.0, "trec": 92.0, "avg": 87.0}}))
+    transferred = report.transfer_table(tmp_path, rows)
+    assert transferred.loc["SynCSE-partial", "avg"] == 86.0 and "base (zero-shot)" not in transferred.index  # mean over seeds
+    assert not any(label.startswith("paper:") for label in transferred.index)  # the paper's summary gives no transfer scores
+    page = report.transfer_markdown(EvaluateConfig(transfer=True), transferred)
+    assert "| SynCSE-partial | 81.00 | 91.00 | 86.00 |" in page and "accuracy x100" in page
+    table = report.metrics_table(report.sts_table(tmp_path, rows, paper=False), report.rerank_table(tmp_path, rows), None, transferred)
+    assert table["SynCSE-partial"]["transfer_avg"] == 86.0 and "transfer_avg" not in table["base (zero-shot)"]
+    assert "rerank_avg" not in table["SynCSE-partial"]
+    assert "not run" in report.transfer_markdown(EvaluateConfig(), report.transfer_table(tmp_path, {"b": "base"}))
