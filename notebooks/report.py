@@ -28,9 +28,9 @@ from syncse import report
 from syncse.config import load_params
 from syncse.data import Triplet, atomic_writer, load_nli_triplets, read_triplets, write_json
 from syncse.encoders import judge_encoder
-from syncse.progress import log_summary
+from syncse.progress import LOG_FORMAT, log_summary
 
-logging.basicConfig(level=logging.WARNING)
+logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
 revision = report.git_revision(".")  # before this notebook writes anything
 params = load_params(params_file)
 cfg = params.report

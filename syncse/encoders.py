@@ -18,14 +18,10 @@ model's own modules, and picks `cls` for an HF encoder and `mean` for a decoder.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import logging
 import os
-import shutil
-import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +36,10 @@ from sentence_transformers.sentence_transformer.modules import (
     Transformer,
 )
 from torch import nn
-import transformers
-from transformers import AutoModelForMaskedLM, GgufConfig
+from transformers import AutoModelForMaskedLM
 
 from syncse.config import POOLERS
+from syncse.gguf_models import dense_folder, gguf_layer_count
 from syncse.shipped import (
     ALL_MPNET_BASE_V2,
     SMOLLM2_135M,
@@ -317,96 +313,8 @@ def _transformer(base: BaseSpec, max_seq_length: int | None, overrides: dict[str
     if base.kind == "st":  # the backbone lives in the directory itself or a numbered subfolder
         path = str(_st_backbone_dir(Path(base.path)))
     elif base.kind == "gguf":
-        path = str(dense_gguf_dir(base))
+        path = str(dense_folder(Path(base.path) / str(base.gguf_file), base.num_layers))
     return Transformer(path, max_seq_length=max_seq_length, config_kwargs=dict(overrides or {}), **_PLAIN_TEXT)
-
-
-def dense_gguf_dir(base: BaseSpec) -> Path:
-    """The GGUF model of `base` dequantized once into a plain float32 HF folder (weights, config,
-    tokenizer) under `$SYNCSE_CACHE/models/gguf-dense/`, then reused: transformers parses a GGUF's
-    metadata on each of its five reads (~25 s a load on 2 cores); the folder loads in about a second.
-
-    Keyed by the file's sha256, the layer count and the transformers version (which dequantizes and
-    converts the tokenizer): another file, truncation or converter gets its own folder.
-    """
-    file = Path(base.path) / str(base.gguf_file)
-    with file.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    layers = base.num_layers or "all"
-    cache = Path(os.environ.get("SYNCSE_CACHE", ".cache")) / "models" / "gguf-dense"
-    folder = cache / f"{file.stem}-{layers}L-{digest}-transformers-{transformers.__version__}"
-    if (folder / "config.json").is_file():
-        return folder
-    logger.info("dequantizing %s (layers: %s) into %s, once", file, layers, folder)
-    config_kwargs: dict[str, object] = {"gguf_file": base.gguf_file}
-    if base.num_layers is not None:
-        config_kwargs["num_hidden_layers"] = base.num_layers
-    transformer = Transformer(
-        base.path,
-        model_kwargs={"gguf_file": base.gguf_file, "dtype": torch.float32,
-                      "quantization_config": GgufConfig(gguf_file=base.gguf_file, dequantize=True)},
-        processor_kwargs={"gguf_file": base.gguf_file},
-        config_kwargs=config_kwargs,
-        **_PLAIN_TEXT,
-    )
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=cache, prefix=f".{folder.name}."))  # complete or absent: never half-written
-    try:
-        transformer.model.save_pretrained(staging)
-        transformer.tokenizer.save_pretrained(staging)
-        os.replace(staging, folder)
-    except OSError:
-        if not (folder / "config.json").is_file():  # not a concurrent conversion that finished first
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
-
-
-# GGUF metadata value types (the GGUF spec): struct formats of the scalars; 8 is a string, 9 an array.
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-
-
-def gguf_layer_count(file: Path) -> int:
-    """Number of transformer blocks in a GGUF file (v2+), read from its metadata header as far as
-    `<architecture>.block_count`: the tokenizer's arrays after it are never parsed."""
-    with Path(file).open("rb") as f:
-        magic, version, _tensors, n_keys = struct.unpack("<4sIQQ", f.read(24))
-        if magic != b"GGUF" or version < 2:
-            raise ValueError(f"{file}: not a GGUF v2+ file (magic {magic!r}, version {version})")
-        architecture = None
-        for _ in range(n_keys):
-            key = _gguf_string(f)
-            value = _gguf_value(f, struct.unpack("<I", f.read(4))[0])
-            if key == "general.architecture":
-                architecture = value
-            elif architecture is not None and key == f"{architecture}.block_count":
-                return int(value)
-    raise ValueError(f"{file}: no block_count in the GGUF metadata")
-
-
-def _gguf_string(f: Any) -> str:
-    (length,) = struct.unpack("<Q", f.read(8))
-    return f.read(length).decode("utf-8", errors="replace")
-
-
-def _gguf_value(f: Any, kind: int) -> Any:
-    """One metadata value; an array is skipped (None): no key read here holds one."""
-    if kind == _GGUF_STRING:
-        return _gguf_string(f)
-    if kind == _GGUF_ARRAY:
-        item, count = struct.unpack("<IQ", f.read(12))
-        if item in _GGUF_SCALARS:
-            f.seek(count * struct.calcsize(_GGUF_SCALARS[item]), os.SEEK_CUR)
-        else:
-            for _ in range(count):
-                _gguf_value(f, item)
-        return None
-    if kind not in _GGUF_SCALARS:
-        raise ValueError(f"unknown GGUF metadata type {kind}")
-    fmt = _GGUF_SCALARS[kind]
-    return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
 
 
 def _st_backbone_dir(path: Path) -> Path:

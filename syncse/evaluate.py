@@ -212,7 +212,7 @@ def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[s
         raise ValueError(f"unknown STS task(s) {unknown}; expected some of {sorted(TASKS)}")
     tasks = [TASKS[key](data_root) for key in keys]
     before, seconds = encoder.encoded, encoder.seconds
-    encoder.embed(_sentences(tasks))  # every distinct sentence in one longest-first pass; mteb then hits the cache
+    encoder.embed(task_sentences(tasks))  # every distinct sentence in one longest-first pass; mteb then hits the cache
     logger.info("%s: %d distinct sentences encoded in %.1f s", ", ".join(keys), encoder.encoded - before,
                 encoder.seconds - seconds)
     result = mteb.evaluate(encoder, tasks, cache=None, show_progress_bar=False)
@@ -222,7 +222,7 @@ def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[s
     return scores
 
 
-def _sentences(tasks: Sequence[LocalSTSTask]) -> list[str]:
+def task_sentences(tasks: Sequence[LocalSTSTask]) -> list[str]:
     """Every sentence of `tasks` (both sides of each pair), loading their data."""
     for task in tasks:
         task.load_data()

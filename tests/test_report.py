@@ -17,6 +17,7 @@ from syncse import report
 from syncse.config import EvaluateConfig
 from syncse.data import Triplet, load_nli_triplets, write_triplets
 from syncse.evaluate import encode_fn_for
+from syncse.progress import stage_times
 from syncse.seeds import aggregate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 AVG = {"base": 50.0, "unsup": 50.3, "sup": 53.0, "partial": 52.0, "scratch": 50.5, "mixed": 51.2}
 ROWS = 1234  # training rows per variant in the fixture
 VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["train"]["variants"])  # the one declaration
+STUDY = [*VARIANTS, "mixed"]  # the variants of a study that adds mixed (-S '+train.variants.mixed.scratch_share=0.5')
 SEEDS = (42, 43, 44)
 
 
@@ -84,8 +86,8 @@ def test_sts_table_and_markdown(tmp_path: Path) -> None:
 
 def test_reading_judges_each_ordering_against_the_margin(tmp_path: Path) -> None:
     _fixture_metrics(tmp_path)
-    table = report.sts_table(tmp_path, report.model_rows(VARIANTS, []))
-    reading = report.reading_markdown(table, tie_margin=0.5, seeds=[7], spread=report.spread_table(tmp_path, report.model_rows(VARIANTS, [])))
+    table = report.sts_table(tmp_path, report.model_rows(STUDY, []))
+    reading = report.reading_markdown(table, tie_margin=0.5, seeds=[7], spread=report.spread_table(tmp_path, report.model_rows(STUDY, [])))
     assert "- sup-SimCSE > SynCSE-partial: **holds** (53.00 vs 52.00, +1.00; paper +0.58)." in reading
     assert "- SynCSE-scratch > unsup-SimCSE: **a tie** (50.50 vs 50.30, +0.20; paper +4.18)." in reading
     assert "One seed per variant (seed 7)" in reading
@@ -207,7 +209,8 @@ def test_report_stage_renders_one_self_contained_page(tmp_path: Path, data_root:
 
     executed = json.loads((tmp_path / "artifacts/notebooks/report.ipynb").read_text())
     streams = [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream"]
-    assert streams == []  # no log line, warning or progress bar, even in the executed notebook
+    text = ["".join(o["text"]) for o in streams]  # no log line, warning or progress bar but the stage's closing line
+    assert len(streams) == 1 and list(stage_times(text[0].splitlines())) == ["report"], text
     page = (tmp_path / "artifacts/report/report.html").read_text()
     title = "SynCSE: partial vs scratch vs unsupervised vs supervised SimCSE"
     assert f"<title>{title}</title>" in page
