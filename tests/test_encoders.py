@@ -129,4 +129,3 @@ def test_hidden_dropout_leaves_an_encoders_own_dropout_alone(caplog: pytest.LogC
 def test_hidden_dropout_needs_a_llama_style_decoder(minilm: SentenceTransformer) -> None:
     with pytest.raises(ValueError, match="Llama-style decoder.*BertModel"):
         add_hidden_dropout(minilm[0].model, 0.1)
-
