@@ -189,20 +189,31 @@ def encode_fn_for(model: Any, batch_size: int = 64, precision: str = "fp32") -> 
 
 
 def _encode_longest_first(model: Any, batch_size: int, device_type: str, precision: str, texts: list[str]) -> np.ndarray:
-    """`model.encode(texts)` longest first (least padding), in chunks of `CHUNK_BATCHES` batches
-    that advance one progress bar (sentence-transformers' own per-batch bar stays off)."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # the length sentence-transformers sorts by
-    chunk = batch_size * CHUNK_BATCHES
+    """`model.encode(texts)` in batches of `batch_size` cut from the texts sorted by token count, longest
+    first, so that a batch pads little: 37% fewer padded tokens than sorting by characters, as
+    sentence-transformers does, on the STS test sets (README "Benchmarks"). One progress bar."""
+    length = token_counts(model, texts)
+    order = sorted(range(len(texts)), key=lambda i: -length[i])
     parts = []
     with (torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"),
-          progress_bar(total=len(texts), desc=f"encoding ({precision})", unit="sent", disable=len(texts) <= chunk) as bar):
-        for start in range(0, len(texts), chunk):
-            batch = [texts[i] for i in order[start:start + chunk]]
+          progress_bar(total=len(texts), desc=f"encoding ({precision})", unit="sent",
+                       disable=len(texts) <= batch_size * CHUNK_BATCHES) as bar):
+        for start in range(0, len(texts), batch_size):
+            batch = [texts[i] for i in order[start:start + batch_size]]
             parts.append(model.encode(batch, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False))
             bar.update(len(batch))
     vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)  # (n, dim)
     vectors[order] = np.concatenate(parts)  # back to the callers' order
     return vectors
+
+
+def token_counts(model: Any, texts: list[str]) -> list[int]:
+    """Tokens per text as the model will see them (its tokenizer, cut at `max_seq_length`); characters
+    for a model without a tokenizer."""
+    tokenizer, limit = getattr(model, "tokenizer", None), getattr(model, "max_seq_length", None) or 10**9
+    if tokenizer is None:
+        return [len(text) for text in texts]
+    return [min(len(ids), limit) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
 
 
 def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[str] = TEST_TASKS) -> dict[str, float]:
