@@ -105,7 +105,7 @@ class LLMConfig:
     """
 
     backend: str = checked("embedded", choices=BACKENDS)  # embedded (local GGUF via xllamacpp) | openai (any compatible server) | openai-batch (OpenAI's Batch API)
-    model: str = "qwen2.5-coder-0.5b"  # embedded: qwen2.5-coder-0.5b | smollm2-135m | a .gguf path; openai: model name
+    model: str = "qwen2.5-coder-0.5b"  # embedded: qwen2.5-coder-0.5b | qwen2.5-coder-1.5b (optional: make qwen15) | smollm2-135m | a .gguf path; openai: model name
     base_url: str = "https://api.openai.com/v1"  # openai backend only (vLLM, llama.cpp, Ollama: their /v1)
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: name of the env variable holding the key
     cache_dir: str = ".cache/llm"  # content-addressed response cache: reruns resume for free
