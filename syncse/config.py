@@ -235,6 +235,8 @@ class TrainConfig:
     scratch_share: float = checked(0.5, ge=0, le=1)  # mixed: share of its rows drawn from scratch, the rest from partial
     seeds: list[int] = checked(default_factory=lambda: [42], ge=0, min_items=1, distinct=True)  # training runs per variant, one per seed:
     #                           init, data order and dropout; the rows come from the top-level `seed` (same for every seed)
+    seed_draws_rows: bool = False  # each training seed also draws the variant's rows with itself (a spread that includes
+    #                           the draw of the data: the scale study); false: every seed trains on the top-level `seed`'s rows
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # the trained variants (the one list: stages, report rows), each with its overlay
 
     def for_variant(self, variant: str, where: str = "train") -> TrainConfig:

@@ -16,7 +16,10 @@ from transformers import TrainerCallback
 from syncse.config import ConfigError, TrainConfig, parse_params
 from syncse.data import Triplet, load_nli_triplets
 from syncse.encoders import load_encoder
-from syncse.train import LOSS_STATE_FILE, DevSettings, build_loss, build_model, select_rows, to_dataset, train, training_rows, variant_rows
+from syncse.train import (
+    LOSS_STATE_FILE, DevSettings, build_loss, build_model, rows_by_seed, select_rows, to_dataset, train, training_rows,
+    variant_rows,
+)
 
 ROWS = 32
 
@@ -203,6 +206,25 @@ def test_equal_rows_caps_every_variant_at_the_smallest(data_root: Path, nli_rows
     unequal = TrainConfig(num_examples=100, equal_rows=False)
     assert len(training_rows("unsup", unequal, data_root, tmp_path, seed=0)) == 100
     assert training_rows("unsup", unequal, data_root, tmp_path, seed=0) == training_rows("unsup", unequal, data_root, tmp_path, seed=0)
+
+
+def test_seed_draws_rows_gives_each_seed_its_own_rows_and_keeps_the_cap(
+    data_root: Path, nli_rows: list[Triplet], tmp_path: Path
+) -> None:
+    from syncse.data import write_triplets
+
+    for name in ("partial", "scratch"):
+        write_triplets(tmp_path / f"{name}.jsonl", [Triplet(r.anchor, r.positive, r.negative, name) for r in nli_rows])
+    same = rows_by_seed("sup", TrainConfig(num_examples=10, seeds=[1, 2, 3]), data_root, tmp_path, seed=0)
+    assert same[1] == same[2] == same[3] == training_rows("sup", TrainConfig(num_examples=10), data_root, tmp_path, seed=0)
+    redrawn = rows_by_seed("sup", TrainConfig(num_examples=10, seeds=[1, 2, 3], seed_draws_rows=True),
+                           data_root, tmp_path, seed=0)
+    assert {len(r) for r in redrawn.values()} == {10}
+    assert len({tuple(r.anchor for r in rows) for rows in redrawn.values()}) == 3  # three different draws
+    assert redrawn[2] == training_rows("sup", TrainConfig(num_examples=10), data_root, tmp_path, seed=2)  # seed s draws with s
+    capped = rows_by_seed("sup", TrainConfig(num_examples=100, seeds=[1, 2], seed_draws_rows=True), data_root, tmp_path, seed=0)
+    assert [len(r) for r in capped.values()] == [ROWS, ROWS]  # equal_rows: still the smallest set's size
+    assert parse_params({}).train.seed_draws_rows is False  # the main job: every seed on the top-level seed's rows
 
 
 def test_mixed_draws_its_share_from_scratch_and_never_moves_the_cap(data_root: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Contrastive training of the variants, one concern per module.
 
 From the bottom up (a module imports only modules listed before it):
-- `rows`: what a variant trains on (`variant_rows`, `training_rows`, `select_rows`), as a dataset
+- `rows`: what a variant trains on (`variant_rows`, `training_rows`, `rows_by_seed`, `select_rows`), as a dataset
   (`to_dataset`), and the rows' digest in the training key.
 - `rundir`: the run folder (`checkpoint_dir`): checkpoints, the best model, the log of record,
   atomic writes, and the key under which a finished run is reused and an interrupted one resumed.
@@ -14,7 +14,8 @@ the training key holds the fingerprint of this whole package and what it imports
 
 Seeds: a stage trains its variant once per seed in `train.seeds`, each in its own
 `<models>/<variant>/seed-<s>` and `<checkpoints>/<variant>/seed-<s>` (`syncse.seeds`), on the same
-rows (drawn with the top-level `seed`); an interrupted stage resumes the seed it was in.
+rows (drawn with the top-level `seed`; with `train.seed_draws_rows` each seed draws its own);
+an interrupted stage resumes the seed it was in.
 
 Every public name is importable from `syncse.train` itself.
 """
@@ -25,6 +26,7 @@ from syncse.train.rows import (
     rows_digest,
     select_rows,
     to_dataset,
+    rows_by_seed,
     training_rows,
     variant_rows,
 )
@@ -69,6 +71,6 @@ __all__ = [
     "LOSS_STATE_FILE", "OWN_DATA", "RESULT_FILE", "DevEvaluator", "DevSettings", "SelectionCallback", "TrainResult",
     "at_length", "build_loss", "build_model", "finished_run", "masked_share", "prepare_checkpoint_dir", "publish",
     "read_json", "read_log", "record_finished", "recover_dir", "replace_dir", "reference_embeddings",
-    "resolve_precision", "resumable_checkpoint", "rows_digest", "save_model", "select_rows", "step_of", "to_dataset",
+    "resolve_precision", "resumable_checkpoint", "rows_by_seed", "rows_digest", "save_model", "select_rows", "step_of", "to_dataset",
     "train", "training_args", "training_rows", "variant_rows", "write_log", "write_seed_logs",
 ]

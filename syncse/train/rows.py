@@ -2,8 +2,9 @@
 
 Each variant with a corpus of its own (`OWN_DATA`) reads it here: unsup the wiki sentences, sup
 the NLI triplets, partial and scratch the synthesized triplet JSONL; `mixed` draws from both
-synthesized sets. Every seed of a stage trains on the same rows, drawn with the top-level `seed`;
-`rows_digest` puts them in the training key, so checkpoints of other data are never resumed.
+synthesized sets. Every seed of a stage trains on the same rows, drawn with the top-level `seed`,
+unless `train.seed_draws_rows` has each seed draw its own (`rows_by_seed`); `rows_digest` puts
+them in the training key, so checkpoints of other data are never resumed.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def training_rows(
     rows += select_rows(sources["partial"], target - n_scratch, seed) if target > n_scratch else []
     random.Random(seed).shuffle(rows)
     return rows
+
+
+def rows_by_seed(
+    variant: str, cfg: TrainConfig, data_root: str | Path, synth_dir: str | Path, seed: int
+) -> dict[int, list[Triplet]]:
+    """The rows each training seed in `cfg.seeds` trains on (`training_rows`): drawn with that seed
+    when `cfg.seed_draws_rows`, else the same rows for all, drawn with `seed` (the top-level one)."""
+    if cfg.seed_draws_rows:
+        return {s: training_rows(variant, cfg, data_root, synth_dir, s) for s in cfg.seeds}
+    rows = training_rows(variant, cfg, data_root, synth_dir, seed)
+    return dict.fromkeys(cfg.seeds, rows)
 
 
 def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Triplet]:
