@@ -285,7 +285,7 @@ def test_pairs_beside_triplets_train_with_their_stand_ins_masked(
     assert isinstance(loss, SimCSELoss) and loss.missing_negatives.tolist() == missing_negatives(rows)
     cached = build_loss(build_model(cfg)[0], tiny_config(tiny_bert, mini_batch_size=4), rows=rows)
     assert isinstance(cached, CachedSimCSELoss) and cached.missing_negatives is not None
-    result = run(cfg, rows, tmp_path / "run", tiny_dev)
+    result = run(tiny_config(tiny_bert, batch_sampler="no_duplicates"), rows, tmp_path / "run", tiny_dev)  # the main job's sampler
     assert result.steps == 4 and result.examples == ROWS and math.isfinite(result.best["avg"])
 
 
