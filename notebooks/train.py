@@ -16,7 +16,8 @@
 # `train.equal_rows`). The model kept is the best on the development sets
 # (mean of STS-B dev and SICK-R trial Spearman), evaluated every `train.eval_steps` steps.
 # The variant trains once per seed in `train.seeds`, on the same rows (drawn with the top-level
-# `seed`): only initialisation, data order and dropout change. Its metrics are the mean over seeds,
+# `seed`): only initialisation, data order and dropout change; with `train.seed_draws_rows` each
+# seed also draws its own rows. Its metrics are the mean over seeds,
 # with `std` and each seed's scores (`syncse.seeds.aggregate`).
 
 # %% tags=["parameters"]
@@ -36,7 +37,7 @@ from syncse.config import load_params
 from syncse.data import check_corpora, write_json
 from syncse.progress import log_summary, setup_logging
 from syncse.seeds import aggregate, seed_dir
-from syncse.train import LOG_FILE, DevSettings, train, training_rows, write_seed_logs
+from syncse.train import LOG_FILE, DevSettings, rows_by_seed, train, write_seed_logs
 
 setup_logging()  # in a log (papermill, DVC): no per-batch bars
 for noisy in ("httpx", "sentence_transformers.base.model_card"):
@@ -49,15 +50,15 @@ cfg
 
 # %%
 corpora = check_corpora(params.data.root, params.data.require_full)  # samples standing in for SimCSE's files: said, or an error
-rows = training_rows(variant, cfg, params.data.root, "artifacts/synth", params.seed)  # the same rows for every seed
-print(f"{variant}: {len(rows)} training rows, seeds {cfg.seeds}, e.g. {rows[:1]}")
+rows = rows_by_seed(variant, cfg, params.data.root, "artifacts/synth", params.seed)  # the same rows for every seed unless seed_draws_rows
+print(f"{variant}: training rows by seed {({s: len(r) for s, r in rows.items()})}, e.g. {next(iter(rows.values()))[:1]}")
 
 # %%
 results = {}
 for seed in cfg.seeds:  # an interrupted stage resumes the seed it was in; a finished seed is reused, not retrained
     model_dir, checkpoints = seed_dir(models, seed), seed_dir(checkpoints_root, seed)
     results[seed] = result = train(
-        cfg, rows, model_dir, data_root=params.data.root, checkpoint_dir=checkpoints, seed=seed,
+        cfg, rows[seed], model_dir, data_root=params.data.root, checkpoint_dir=checkpoints, seed=seed,
         dev=DevSettings(params.evaluate.max_seq_length, params.evaluate.precision),  # dev scored as the evaluation stage does
     )
     if result.main_process:  # under torchrun / accelerate launch, rank 0 writes the metrics

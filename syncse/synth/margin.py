@@ -7,7 +7,10 @@ It judges whole triplets, so it runs once over the assembled triplets, after the
 (`syncse.synth.filters`), encoding every distinct text once, in batches. A negative that copies its
 anchor scores cos 1 and fails any positive margin; a negative equal to its positive scores exactly
 0. Drops are counted under the reason `margin`; the judge's mean cosines over the triplets before
-and after the filter go to the metrics.
+and after the filter go to the metrics. With `keep_pairs` (`synth.on_bad_negative: pair`) a
+triplet below the margin is not dropped: it keeps its anchor and positive as a pair (negative
+None, the lost negative and its margin in `meta["dropped_negative"]`) and trains with in-batch
+negatives only (`syncse.losses`).
 
 References:
     GCSE (ACL 2025): a frozen encoder keeps generated pairs by their cosine to the anchor.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,23 +34,28 @@ REASON = "margin"
 
 @dataclass
 class MarginResult:
-    """Triplets kept, the dropped ones as rejected rows (for the drop report), and metrics."""
+    """Rows kept (triplets, and pairs with `keep_pairs`), the dropped ones as rejected rows (for the
+    drop report), and metrics."""
 
     kept: list[Triplet]
     rejected: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def margin_filter(triplets: Sequence[Triplet], encode: Callable[[list[str]], Any], margin: float) -> MarginResult:
+def margin_filter(
+    triplets: Sequence[Triplet], encode: Callable[[list[str]], Any], margin: float, keep_pairs: bool = False
+) -> MarginResult:
     """Keep the triplets whose judge margin cos(a, p) - cos(a, n) is at least `margin`.
 
     Args:
         triplets: assembled triplets, each with a non-empty anchor, positive and negative.
         encode: the judge, texts -> (len(texts), d) embeddings (`syncse.encoders.judge_encoder`).
         margin: the least margin kept (GCSE-style; 0 keeps every positive at least as close).
+        keep_pairs: keep a triplet below the margin as a pair (negative None) instead of dropping it.
 
     Returns:
-        The kept triplets in order, a rejected row per drop, and `margin_*` metrics.
+        The kept rows in order, a rejected row per drop, and `margin_*` metrics (`margin_kept`:
+        triplets whose negative passed).
 
     Raises:
         ValueError: a triplet without a negative or with an empty text (the `failed` filter drops those).
@@ -58,17 +66,26 @@ def margin_filter(triplets: Sequence[Triplet], encode: Callable[[list[str]], Any
     if not triplets:
         return MarginResult([], metrics={"margin_judged": 0, "margin_kept": 0})
     positive, negative = judge_cosines(triplets, encode)  # (n,), (n,)
-    keep = positive - negative >= margin  # (n,)
-    kept = [t for t, k in zip(triplets, keep) if k]
-    rejected = [{"anchor": t.anchor, "side": "negative", "output": t.negative, "reason": REASON,
-                 "margin": round(float(p - n), 4)}
-                for t, k, p, n in zip(triplets, keep, positive, negative) if not k]
-    metrics: dict[str, float] = {"margin_judged": len(triplets), "margin_kept": len(kept),
+    margins = positive - negative  # (n,)
+    keep = margins >= margin  # (n,)
+    metrics: dict[str, float] = {"margin_judged": len(triplets), "margin_kept": int(keep.sum()),
                                  **_means("before", positive, negative)}
-    if kept:
+    if keep.any():
         metrics.update(_means("after", positive[keep], negative[keep]))
-    logger.info("margin filter (>= %s): kept %d of %d triplets", margin, len(kept), len(triplets))
-    return MarginResult(kept, rejected, metrics)
+    logger.info("margin filter (>= %s): %d of %d triplets pass; the others are %s", margin, int(keep.sum()),
+                len(triplets), "kept as pairs" if keep_pairs else "dropped")
+    if keep_pairs:
+        pairs = [t if k else as_pair(t, float(m)) for t, k, m in zip(triplets, keep, margins)]
+        return MarginResult(pairs, metrics=metrics)
+    rejected = [{"anchor": t.anchor, "side": "negative", "output": t.negative, "reason": REASON,
+                 "margin": round(float(m), 4)} for t, k, m in zip(triplets, keep, margins) if not k]
+    return MarginResult([t for t, k in zip(triplets, keep) if k], rejected, metrics)
+
+
+def as_pair(triplet: Triplet, margin: float) -> Triplet:
+    """`triplet` without its negative, which `meta["dropped_negative"]` keeps with its judge margin."""
+    dropped = {"text": triplet.negative, "reason": REASON, "margin": round(margin, 4)}
+    return replace(triplet, negative=None, meta={**triplet.meta, "dropped_negative": dropped})
 
 
 def judge_cosines(triplets: Sequence[Triplet], encode: Callable[[list[str]], Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -241,6 +241,9 @@ def check_config(cfg: SynthConfig, pools: PromptPools) -> None:
         raise ValueError(f"synth.copy_jaccard: {cfg.copy_jaccard} outside the allowed range (0, 1]")
     if cfg.overgenerate < 1:
         raise ValueError(f"synth.overgenerate: {cfg.overgenerate} must be >= 1")
+    if cfg.on_bad_negative == "pair" and MARGIN not in cfg.filters:
+        raise ValueError(f"synth.on_bad_negative: 'pair' acts on the margin filter's verdicts; add 'margin' to "
+                         f"synth.filters (now {cfg.filters}) or set on_bad_negative: drop")
     Filters(cfg, pools)  # unknown filter names
 
 
@@ -349,11 +352,12 @@ def _scratch(
 
 
 def _margin_pass(result: SynthResult, cfg: SynthConfig) -> None:
-    """The `margin` filter over the assembled triplets: drops counted as `margin`, the judge's
-    mean cosines before and after in the metrics."""
+    """The `margin` filter over the assembled triplets: drops counted as `margin` (none with
+    `synth.on_bad_negative: pair`, which keeps those rows as pairs), the judge's mean cosines
+    before and after in the metrics."""
     from syncse.encoders import judge_encoder  # torch and an encoder: loaded only when the filter is on
 
-    judged = margin_filter(result.triplets, judge_encoder(cfg.margin_judge), cfg.margin)
+    judged = margin_filter(result.triplets, judge_encoder(cfg.margin_judge), cfg.margin, cfg.on_bad_negative == "pair")
     result.drops[MARGIN] += len(result.triplets) - len(judged.kept)
     result.triplets, result.rejected = judged.kept, result.rejected + judged.rejected
     result.metrics.update(judged.metrics)
@@ -374,6 +378,7 @@ def run_metrics(result: SynthResult, client: ChatClient, wall_s: float) -> dict[
     kept = len(result.triplets)
     return {
         "kept": kept,
+        "kept_as_pair": sum(t.negative is None for t in result.triplets),  # synth.on_bad_negative: pair
         "yield": round(kept / max(1, int(result.metrics["requested"])), 4),
         **{f"dropped_{reason}": result.drops.get(reason, 0) for reason in DROP_REASONS},
         "requests": stats.requests,

@@ -1,8 +1,9 @@
 """Contrastive training of the variants, one concern per module.
 
 From the bottom up (a module imports only modules listed before it):
-- `rows`: what a variant trains on (`variant_rows`, `training_rows`, `select_rows`), as a dataset
-  (`to_dataset`), and the rows' digest in the training key.
+- `rows`: what a variant trains on (`variant_rows`, `training_rows`, `rows_by_seed`, `select_rows`), as a dataset
+  (`to_dataset`; rows without a negative beside rows with one: `missing_negatives`), and the rows'
+  digest in the training key.
 - `rundir`: the run folder (`checkpoint_dir`): checkpoints, the best model, the log of record,
   atomic writes, and the key under which a finished run is reused and an interrupted one resumed.
 - `selection`: dev scoring (STS-B dev and SICK-R trial, never a test set) and keeping the best model.
@@ -14,7 +15,8 @@ the training key holds the fingerprint of this whole package and what it imports
 
 Seeds: a stage trains its variant once per seed in `train.seeds`, each in its own
 `<models>/<variant>/seed-<s>` and `<checkpoints>/<variant>/seed-<s>` (`syncse.seeds`), on the same
-rows (drawn with the top-level `seed`); an interrupted stage resumes the seed it was in.
+rows (drawn with the top-level `seed`; with `train.seed_draws_rows` each seed draws its own);
+an interrupted stage resumes the seed it was in.
 
 Every public name is importable from `syncse.train` itself.
 """
@@ -22,6 +24,9 @@ Every public name is importable from `syncse.train` itself.
 from syncse.train.rows import (
     DATA_SOURCES,
     OWN_DATA,
+    missing_negatives,
+    negative_column,
+    rows_by_seed,
     rows_digest,
     select_rows,
     to_dataset,
@@ -65,10 +70,11 @@ from syncse.train.trainer import (
 )
 
 __all__ = [
-    "BATCH_SAMPLERS", "BEST_DIR", "COMPLETE_MARKER", "CONFIG_FILE", "DATA_SOURCES", "DEV_FILE", "LOG_FIELDS", "LOG_FILE",
-    "LOSS_STATE_FILE", "OWN_DATA", "RESULT_FILE", "DevEvaluator", "DevSettings", "SelectionCallback", "TrainResult",
-    "at_length", "build_loss", "build_model", "finished_run", "masked_share", "prepare_checkpoint_dir", "publish",
-    "read_json", "read_log", "record_finished", "recover_dir", "replace_dir", "reference_embeddings",
-    "resolve_precision", "resumable_checkpoint", "rows_digest", "save_model", "select_rows", "step_of", "to_dataset",
-    "train", "training_args", "training_rows", "variant_rows", "write_log", "write_seed_logs",
+    "BATCH_SAMPLERS", "BEST_DIR", "COMPLETE_MARKER", "CONFIG_FILE", "DATA_SOURCES", "DEV_FILE", "LOG_FIELDS",
+    "LOG_FILE", "LOSS_STATE_FILE", "OWN_DATA", "RESULT_FILE", "DevEvaluator", "DevSettings", "SelectionCallback",
+    "TrainResult", "at_length", "build_loss", "build_model", "finished_run", "masked_share", "missing_negatives",
+    "negative_column", "prepare_checkpoint_dir", "publish", "read_json", "read_log", "record_finished", "recover_dir",
+    "replace_dir", "reference_embeddings", "resolve_precision", "resumable_checkpoint", "rows_by_seed", "rows_digest",
+    "save_model", "select_rows", "step_of", "to_dataset", "train", "training_args", "training_rows", "variant_rows",
+    "write_log", "write_seed_logs",
 ]

@@ -2,8 +2,9 @@
 
 Each variant with a corpus of its own (`OWN_DATA`) reads it here: unsup the wiki sentences, sup
 the NLI triplets, partial and scratch the synthesized triplet JSONL; `mixed` draws from both
-synthesized sets. Every seed of a stage trains on the same rows, drawn with the top-level `seed`;
-`rows_digest` puts them in the training key, so checkpoints of other data are never resumed.
+synthesized sets. Every seed of a stage trains on the same rows, drawn with the top-level `seed`,
+unless `train.seed_draws_rows` has each seed draw its own (`rows_by_seed`); `rows_digest` puts
+them in the training key, so checkpoints of other data are never resumed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,17 @@ def training_rows(
     return rows
 
 
+def rows_by_seed(
+    variant: str, cfg: TrainConfig, data_root: str | Path, synth_dir: str | Path, seed: int
+) -> dict[int, list[Triplet]]:
+    """The rows each training seed in `cfg.seeds` trains on (`training_rows`): drawn with that seed
+    when `cfg.seed_draws_rows`, else the same rows for all, drawn with `seed` (the top-level one)."""
+    if cfg.seed_draws_rows:
+        return {s: training_rows(variant, cfg, data_root, synth_dir, s) for s in cfg.seeds}
+    rows = training_rows(variant, cfg, data_root, synth_dir, seed)
+    return dict.fromkeys(cfg.seeds, rows)
+
+
 def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Triplet]:
     """A seeded sample of `num_examples` rows (0 = all), so every variant trains on as many."""
     if num_examples < 0:
@@ -89,21 +102,32 @@ def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Tripl
     return random.Random(seed).sample(rows, num_examples)
 
 
+def missing_negatives(rows: Sequence[Triplet]) -> list[bool] | None:
+    """Which rows lack a hard negative, where some rows have one (pairs kept by
+    `synth.on_bad_negative: pair` beside triplets); None where all rows agree."""
+    missing = [r.negative is None for r in rows]
+    return missing if 0 < sum(missing) < len(rows) else None
+
+
+def negative_column(rows: Sequence[Triplet]) -> list[str] | None:
+    """The `negative` column (None: no row has one); a row without one holds its own positive as a
+    stand-in, which the loss leaves out of the softmax (`missing_negatives`)."""
+    if all(r.negative is None for r in rows):
+        return None
+    return [r.positive if r.negative is None else r.negative for r in rows]
+
+
 def to_dataset(rows: list[Triplet], row_labels: bool = False) -> Dataset:
-    """Columns `anchor, positive[, negative]`; all rows must agree on having a negative. With
-    `row_labels`, a `label` column holds each row's index (false-negative masking looks it up)."""
+    """Columns `anchor, positive[, negative]` (`negative_column`). A `label` column holds each row's
+    index with `row_labels` (false-negative masking looks it up) and wherever some rows lack a
+    negative (the loss looks up which)."""
     if not rows:
         raise ValueError("no training rows: the variant's data is empty")
-    with_negative = sum(r.negative is not None for r in rows)
-    if 0 < with_negative < len(rows):
-        raise ValueError(
-            f"mismatched columns: {with_negative} of {len(rows)} rows have a negative; "
-            "expected all (triplets) or none (pairs)"
-        )
     columns: dict[str, list[Any]] = {"anchor": [r.anchor for r in rows], "positive": [r.positive for r in rows]}
-    if with_negative:
-        columns["negative"] = [r.negative for r in rows]
-    if row_labels:
+    negatives = negative_column(rows)
+    if negatives is not None:
+        columns["negative"] = negatives
+    if row_labels or missing_negatives(rows) is not None:
         columns["label"] = list(range(len(rows)))
     return Dataset.from_dict(columns)
 

@@ -35,7 +35,7 @@ from syncse.data import Triplet
 from syncse.losses import CachedSimCSELoss, MLMAuxiliaryLoss, ReferenceEmbeddings, SimCSELoss, contrastive_loss
 from syncse.provenance import code_fingerprint
 from syncse.train import rundir
-from syncse.train.rows import rows_digest, to_dataset
+from syncse.train.rows import missing_negatives, negative_column, rows_digest, to_dataset
 from syncse.train.selection import DevEvaluator, DevSettings, SelectionCallback
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int = 1
 
     Embeddings are gathered across devices only when there are several (`cfg.gather_across_devices`).
     With `cfg.false_negative_threshold`, `rows` (the training rows, in the dataset's order: its
-    `label` column indexes them) are embedded once by `cfg.false_negative_judge`.
+    `label` column indexes them) are embedded once by `cfg.false_negative_judge`; where some rows
+    lack a hard negative, the loss leaves their stand-ins out (`missing_negatives`).
     """
     gather = cfg.gather_across_devices and world_size > 1
     if cfg.temperature <= 0:
@@ -73,13 +74,15 @@ def build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int = 1
     reference = None
     if cfg.false_negative_threshold is not None:
         reference = reference_embeddings(rows, encoders.judge_encoder(cfg.false_negative_judge))
+    missing = missing_negatives(rows)
     simcse = {"temperature": cfg.temperature, "hard_negative_weight": cfg.hard_negative_weight,
               "gather_across_devices": gather, "reference": reference,
-              "false_negative_threshold": cfg.false_negative_threshold}
+              "false_negative_threshold": cfg.false_negative_threshold,
+              "missing_negatives": None if missing is None else torch.tensor(missing)}
     if cfg.mini_batch_size > 0:
         if cfg.mlm_weight > 0:
             raise ValueError("mini_batch_size > 0 (cached loss) does not support mlm_weight > 0")
-        if cfg.hard_negative_weight == 0.0 and reference is None:
+        if cfg.hard_negative_weight == 0.0 and reference is None and missing is None:
             return CachedMultipleNegativesRankingLoss(
                 model, scale=1.0 / cfg.temperature, mini_batch_size=cfg.mini_batch_size,
                 gather_across_devices=gather,
@@ -104,8 +107,9 @@ def reference_embeddings(rows: Sequence[Triplet], encode: Callable[[list[str]], 
     if not rows:
         raise ValueError("false-negative masking needs the training rows to embed; got none")
     columns = [[r.anchor for r in rows], [r.positive for r in rows]]
-    if rows[0].negative is not None:
-        columns.append([r.negative for r in rows])  # type: ignore[misc]
+    negatives = negative_column(rows)
+    if negatives is not None:
+        columns.append(negatives)
     texts = list(dict.fromkeys(text for column in columns for text in column))  # distinct, first-seen order
     index = {text: i for i, text in enumerate(texts)}
     vectors = torch.nn.functional.normalize(torch.as_tensor(encode(texts), dtype=torch.float32), dim=-1)  # (distinct, d)
