@@ -8,11 +8,12 @@ their pair. Per model: kept rows and useful triplets, copies of the anchor (resa
 the judge's mean cos(anchor, positive) and cos(anchor, negative), and generation seconds per useful
 triplet. The models take turns in steps of `--step` anchors (one process, each on its own fresh
 response cache, so nothing is served from an earlier run), so that a change in the machine's speed
-during the run falls on both. At the end each model's responses are copied into `llm.cache_dir`
-(content-addressed: a later run over the same anchors, such as the synthetic bank, reuses them).
+during the run falls on both. At the end each model's responses are banked in `--bank` (the `study`
+profile's response cache by default, `study-cache/llm`: content-addressed, so the study's synthesis
+over the same anchors reuses them; `dvc pull study-cache.dvc` first, `dvc add` and `dvc push` after).
 Printed figures and `--out` (JSON); not a timed test:
 
-    python benchmarks/bench_generators.py [--anchors 200] [--step 50] [--out results/generators.json]
+    python benchmarks/bench_generators.py [--anchors 200] [--step 100] [--out results/generators.json]
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ def summary(metrics: dict[str, float], seconds: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--anchors", type=int, default=200, help="partial anchors annotated by each model")
-    parser.add_argument("--step", type=int, default=50, help="anchors per turn")
+    parser.add_argument("--step", type=int, default=100, help="anchors per turn")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="llm.model values to compare")
+    parser.add_argument("--bank", default=None, help="response cache that keeps the responses (default: the study profile's)")
     parser.add_argument("--out", default=None, help="also write the figures here (JSON)")
     args = parser.parse_args()
     params = load_params("params.yaml")
+    bank = args.bank or load_params("params.yaml", "study").llm.cache_dir
     synth_cfg = replace(params.synth, filters=[*params.synth.filters, "margin"], on_bad_negative="pair")
     caches = {model: Path(tempfile.mkdtemp(prefix=f"bench-generators-{model}-")) for model in args.models}
     seconds = dict.fromkeys(args.models, 0.0)
@@ -77,7 +80,7 @@ def main() -> None:
             print(f"{model}: {min(size, args.anchors)} anchors, {seconds[model]:.0f} s so far", flush=True)
     figures = {model: summary(metrics[model], seconds[model]) for model in args.models}
     for model, cache in caches.items():
-        shutil.copytree(cache, params.llm.cache_dir, dirs_exist_ok=True)  # bank the responses
+        shutil.copytree(cache, bank, dirs_exist_ok=True)
         shutil.rmtree(cache)
     keys = list(next(iter(figures.values())))
     print("| model | " + " | ".join(keys) + " |")

@@ -55,7 +55,7 @@ def test_any_edit_of_a_training_module_changes_the_fingerprint(tmp_path: Path) -
     assert before == code_fingerprint("syncse.train", PACKAGE)  # the same sources: the same key
     assert before["torch"] == importlib.metadata.version("torch")
     assert before["sentence-transformers"] == importlib.metadata.version("sentence-transformers")
-    (copy / "report.py").write_text((copy / "report.py").read_text() + "\n# not imported by training\n")
+    (copy / "report" / "markdown.py").write_text((copy / "report" / "markdown.py").read_text() + "\n# not imported by training\n")
     assert code_fingerprint("syncse.train", copy) == before
     (copy / "losses.py").write_text((copy / "losses.py").read_text() + "\n# a comment\n")
     assert code_fingerprint("syncse.train", copy)["sources_sha256"] != before["sources_sha256"]
