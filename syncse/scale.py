@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 ABSENT_FILE = "absent.json"  # in an absent point's model and checkpoint folders: why nothing was trained
 PAIR = "partial-pair"  # the ablation line: SynCSE-partial synthesized with `synth.on_bad_negative: pair`
-LINE_LABELS = {PAIR: "SynCSE-partial, pairs kept"}  # lines the report's `label` does not name
+LINE_LABELS = {PAIR: "SynCSE-partial (pairs kept)"}  # lines the report's `label` does not name
 CURVE_COLUMNS = ["line", "variant", "size", "rows", "avg", "std", "n_seeds", "dev_avg", "absent"]
 
 
@@ -209,7 +209,7 @@ def scale_reading(curve: pd.DataFrame, base: float, tie_margin: float) -> str:
            f"(each seed draws its own rows); with one seed, only beyond {tie_margin:.2f} points.", ""]
     for size, at in curve[curve.absent.eq("")].groupby("size"):
         out += [f"- **N = {size:,}**", *_orderings(at.set_index("line"), base, tie_margin)]
-    out.append("")
+    out += ["", "**Across sizes**", ""]
     lines = set(curve.line)
     synthetic = [line for line in ("partial", "scratch", PAIR) if line in lines]
     out += [f"- {_crossing(curve, line, 'unsup', tie_margin)}" for line in synthetic if "unsup" in lines]
