@@ -26,7 +26,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from syncse import report, scale
+from syncse import report, scale, scale_report
 from syncse.config import load_params
 from syncse.data import atomic_writer, write_json
 from syncse.progress import LOG_FORMAT
@@ -34,25 +34,25 @@ from syncse.progress import LOG_FORMAT
 logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
 params = load_params(params_file, profile)
 report_dir = Path(out) / "artifacts/report"
-curve = scale.curve_table(scale.study_lines(list(params.train.variants), out, pair), scale.sizes(params.scale))
+curve = scale_report.curve_table(scale_report.study_lines(list(params.train.variants), out, pair), scale.sizes(params.scale))
 base = report.read_json(Path(out) / "metrics/sts/base.json")["avg"]
 anchors = {name: report.read_json(Path(anchors_dir) / "sts" / f"{name}.json")["avg"]
            for name in [*params.evaluate.anchors, *params.report.shipped_rows]}
-reading = scale.scale_reading(curve, base, params.report.tie_margin)
+reading = scale_report.scale_reading(curve, base, params.report.tie_margin)
 report_dir.mkdir(parents=True, exist_ok=True)
 curve.to_csv(Path(out) / "metrics/curve.csv", index=False, float_format="%.4f")
-write_json(Path(out) / "metrics/curve.json", scale.curve_metrics(curve))
+write_json(Path(out) / "metrics/curve.json", scale_report.curve_metrics(curve))
 with atomic_writer(report_dir / "curve.md") as text:
-    text.write(scale.curve_markdown(curve) + "\n" + reading)
+    text.write(scale_report.curve_markdown(curve) + "\n" + reading)
 
 # %% [markdown]
 # ## STS avg against N
 
 # %%
-scale.plot_curve(curve, base, anchors).savefig(report_dir / "scale.png", dpi=110, bbox_inches="tight")
+scale_report.plot_curve(curve, base, anchors).savefig(report_dir / "scale.png", dpi=110, bbox_inches="tight")
 
 # %%
-display(Markdown(scale.curve_markdown(curve)))
+display(Markdown(scale_report.curve_markdown(curve)))
 
 # %% [markdown]
 # ## Reading

@@ -1,4 +1,4 @@
-"""The scale study (`studies/scale/dvc.yaml`, `syncse.scale`): its stages, the per-size recipe, a size past
+"""The scale study (`studies/scale/dvc.yaml`, `syncse.scale`, `syncse.scale_report`): its stages, the per-size recipe, a size past
 a pool recorded as absent through the real stages, and the curve's table, reading and figure from
 hand-built metric files."""
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from syncse import scale
+from syncse import scale, scale_report
 from syncse.config import ConfigError, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ POINTS = {
 
 def _write(root: Path, line: str, size: int, point: tuple[float, float] | None) -> None:
     """A point's `metrics/sts` and `metrics/train` files, as the stages write them (absent: the record)."""
-    variant, folder = ("partial", root / "pair") if line == scale.PAIR else (line, root)
+    variant, folder = ("partial", root / "pair") if line == scale_report.PAIR else (line, root)
     name = scale.point_name(variant, size)
     if point is None:
         record = scale.absence(variant, size, 1507)
@@ -186,8 +186,8 @@ def curve(tmp_path: Path):
     for line, points in POINTS.items():
         for size, point in zip(SIZES, points):
             _write(tmp_path, line, size, point)
-    lines = scale.study_lines(["unsup", "sup", "partial", "scratch"], tmp_path, tmp_path / "pair")
-    return scale.curve_table(lines, SIZES)
+    lines = scale_report.study_lines(["unsup", "sup", "partial", "scratch"], tmp_path, tmp_path / "pair")
+    return scale_report.curve_table(lines, SIZES)
 
 
 def test_curve_table_reads_every_point_and_marks_the_absent(curve) -> None:
@@ -197,15 +197,15 @@ def test_curve_table_reads_every_point_and_marks_the_absent(curve) -> None:
     absent = curve[curve.absent != ""]
     assert absent[["line", "size"]].values.tolist() == [["scratch", 10000]]
     assert "pool holds 1,507 rows, fewer than 10,000" in absent.absent.iloc[0]
-    table = scale.curve_markdown(curve)
+    table = scale_report.curve_markdown(curve)
     assert "| SynCSE-scratch | 53.00 \u00b1 0.20 | 53.90 \u00b1 0.50 | absent |" in table
     assert "- SynCSE-scratch, N = 10,000: scratch's pool holds 1,507 rows" in table
-    assert scale.curve_metrics(curve)["scratch-10000"] == {"absent": absent.absent.iloc[0]}
-    assert scale.curve_metrics(curve)["partial-pair-100"] == {"rows": 100, "avg": 54.4, "std": 0.3, "n_seeds": 3, "dev_avg": 62.4}
+    assert scale_report.curve_metrics(curve)["scratch-10000"] == {"absent": absent.absent.iloc[0]}
+    assert scale_report.curve_metrics(curve)["partial-pair-100"] == {"rows": 100, "avg": 54.4, "std": 0.3, "n_seeds": 3, "dev_avg": 62.4}
 
 
 def test_reading_applies_the_spread_rule_at_each_size(curve) -> None:
-    reading = scale.scale_reading(curve, base=54.32, tie_margin=0.5)
+    reading = scale_report.scale_reading(curve, base=54.32, tie_margin=0.5)
     per_size, across = reading.split("**Across sizes**")
     blocks = {block.split("**")[0]: block for block in per_size.split("- **N = ")[1:]}
     at_100, at_1000, at_10000 = (blocks[n] for n in ("100", "1,000", "10,000"))
@@ -230,14 +230,14 @@ def test_one_seed_points_fall_back_to_the_tie_margin(tmp_path: Path) -> None:
         (tmp_path / "metrics/train").mkdir(parents=True, exist_ok=True)
         (tmp_path / f"metrics/sts/{line}-100.json").write_text(json.dumps({"avg": avg, "std": {"avg": 0.0}, "n_seeds": 1}))
         (tmp_path / f"metrics/train/{line}-100.json").write_text(json.dumps({"examples": 100, "best": {"avg": 60.0}}))
-    lines = {k: v for k, v in scale.study_lines(["unsup", "sup", "partial", "scratch"], tmp_path, tmp_path).items() if k != scale.PAIR}
-    reading = scale.scale_reading(scale.curve_table(lines, [100]), base=54.32, tie_margin=0.5)
+    lines = {k: v for k, v in scale_report.study_lines(["unsup", "sup", "partial", "scratch"], tmp_path, tmp_path).items() if k != scale_report.PAIR}
+    reading = scale_report.scale_reading(scale_report.curve_table(lines, [100]), base=54.32, tie_margin=0.5)
     assert "SynCSE-partial > unsup-SimCSE: **a tie** (54.40 vs 54.00, +0.40)" in reading
     assert "sup-SimCSE > unsup-SimCSE: **holds** (55.00 vs 54.00, +1.00)" in reading
 
 
 def test_the_figure_has_a_line_and_band_per_variant_and_the_reference_lines(curve, tmp_path: Path) -> None:
-    fig = scale.plot_curve(curve, base=54.32, anchors={"all-MiniLM-L6-v2": 78.88})
+    fig = scale_report.plot_curve(curve, base=54.32, anchors={"all-MiniLM-L6-v2": 78.88})
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     drawn = {line.get_label(): line for line in ax.get_lines()}
