@@ -151,6 +151,39 @@ def test_a_size_past_the_pool_is_absent_not_trained_short(tmp_path: Path, data_r
         assert json.loads((study / f"metrics/{kind}/partial-64.json").read_text()) == absent
 
 
+def test_the_ablation_synthesizes_into_its_own_folder_keeping_pairs(tmp_path: Path, data_root: Path) -> None:
+    """The synthesis notebook as the study runs it, on a fake LLM whose negatives restate their anchor (so the
+    shipped judge fails them on the margin): with `-p on_bad_negative pair` into the ablation's folder those
+    rows stay as pairs; the study's own run (`drop`) loses them; both from the same cached responses."""
+    from syncse.data import read_triplets
+    from syncse.testing import FakeOpenAIServer
+    from test_corpora import run_stage
+    from test_synth import responder
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["root"] = str(data_root)
+    profile = params["profiles"]["scale"]
+    profile["synth"]["n_partial"] = 12
+    with FakeOpenAIServer(responder=responder) as server:
+        profile["llm"] = {"backend": "openai", "model": "fake-model", "base_url": server.base_url,
+                          "cache_dir": str(tmp_path / "llm"), "progress": False}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        runs = {bad: run_stage("synthesize", tmp_path, "-p", "name", "partial", "-p", "profile", "scale", "-p", "out", folder,
+                               *(["-p", "on_bad_negative", bad] if bad == "pair" else []))
+                for bad, folder in (("pair", "studies/scale/pair"), ("drop", "studies/scale"))}
+    for done in runs.values():
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pair = read_triplets(tmp_path / "studies/scale/pair/artifacts/synth/partial.jsonl")
+    drop = read_triplets(tmp_path / "studies/scale/artifacts/synth/partial.jsonl")
+    pairs = [t for t in pair if t.negative is None]
+    assert pairs and all(t.negative is not None for t in drop)
+    assert [t for t in pair if t.negative is not None] == drop  # the same triplets pass; the failures differ in fate
+    metrics = json.loads((tmp_path / "studies/scale/pair/metrics/synth/partial.json").read_text())
+    assert metrics["kept_as_pair"] == len(pairs) and metrics["kept"] == len(pair)
+    assert json.loads((tmp_path / "studies/scale/metrics/synth/partial.json").read_text())["cache_hits"] > 0  # replayed
+    assert not (tmp_path / "artifacts").exists()  # nothing in the main job's folders
+
+
 # --------------------------------------------------------------------------- the curve, from hand-built metrics
 
 SIZES = [100, 1000, 10000]
