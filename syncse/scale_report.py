@@ -180,3 +180,34 @@ def plot_curve(curve: pd.DataFrame, base: float, anchors: Mapping[str, float]) -
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def recipe_grid(runs: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -> pd.DataFrame:
+    """The recipe grid by size: a row per run and size with the recipe it tried and the mean over variants of
+    the points' selected dev avg; `kept` marks, per size, the run with the best mean (dev only, never a test score).
+
+    Args:
+        runs: one mapping per finished grid run: `name`, `sizes` (the run's `scale.sizes`: N -> lr, epochs,
+            eval_steps) and `dev` (`<variant>-<N>` -> that point's selected dev avg; an absent point left out).
+        study_sizes: the sizes N.
+    """
+    rows = []
+    for run in runs:
+        for size in study_sizes:
+            scores = [v for k, v in run["dev"].items() if k.rsplit("-", 1)[1] == str(size)]
+            rows.append({"run": run["name"], "size": size, **run["sizes"][str(size)],
+                         "dev_avg": sum(scores) / len(scores) if scores else float("nan"), "points": len(scores)})
+    grid = pd.DataFrame(rows, columns=["run", "size", "lr", "epochs", "eval_steps", "dev_avg", "points"])
+    complete = grid[grid.points.gt(0) & grid.points.eq(grid.groupby("size").points.transform("max"))]  # a run missing a point competes with none
+    return grid.assign(kept=grid.index.isin(complete.groupby("size")["dev_avg"].idxmax().values))
+
+
+def grid_markdown(grid: pd.DataFrame) -> str:
+    """The grid as a table, a row per size and run, the kept recipe of each size in bold."""
+    def row(r: pd.Series) -> list[str]:
+        cells = [f"{r['size']:,}", str(r.run), f"{r.lr:g}", f"{r.epochs:g}", str(r.eval_steps), f"{r.dev_avg:.2f}", str(r.points)]
+        return [f"**{c}**" for c in cells] if r.kept else cells
+
+    lines = [["N", "run", "lr", "epochs", "eval_steps", "mean dev avg", "points"], ["---"] * 7,
+             *(row(r) for _, r in grid.sort_values(["size", "run"]).iterrows())]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"

@@ -307,3 +307,21 @@ def test_the_report_stage_writes_the_figure_table_and_reading(tmp_path: Path) ->
     assert "| SynCSE-scratch | 53.00 \u00b1 0.20 | 53.90 \u00b1 0.50 | absent |" in written
     assert "SynCSE-partial > unsup-SimCSE: crosses above between N = 500 and 1,500" in written
     assert "<title>The scale study: STS against training rows</title>" in (study / "artifacts/report/scale.html").read_text()
+
+
+def test_the_grid_keeps_per_size_the_recipe_with_the_best_mean_dev() -> None:
+    """Two runs: the first wins at 100 (mean 62.0 vs 61.5), the second at 1,000 (63.0 vs 62.5); a third run
+    missing a point at 1,000 is never kept there, however high its mean; an absent point is left out of every run."""
+    def run(name: str, lr: float, dev: dict[str, float]) -> dict:
+        return {"name": name, "sizes": {"100": {"lr": lr, "epochs": 2.0, "eval_steps": 8},
+                                        "1000": {"lr": lr, "epochs": 1.0, "eval_steps": 16}}, "dev": dev}
+
+    runs = [run("a", 1e-4, {"unsup-100": 61.0, "sup-100": 63.0, "unsup-1000": 62.0, "sup-1000": 63.0}),
+            run("b", 3e-5, {"unsup-100": 61.0, "sup-100": 62.0, "unsup-1000": 62.5, "sup-1000": 63.5}),
+            run("c", 1e-5, {"unsup-100": 60.0, "sup-100": 61.0, "sup-1000": 70.0})]
+    grid = scale_report.recipe_grid(runs, [100, 1000])
+    kept = grid[grid.kept].set_index("size")
+    assert kept.loc[100, ["run", "lr", "epochs", "dev_avg"]].tolist() == ["a", 1e-4, 2.0, 62.0]
+    assert kept.loc[1000, ["run", "lr", "epochs", "dev_avg"]].tolist() == ["b", 3e-5, 1.0, 63.0]
+    assert grid.set_index(["run", "size"]).loc[("c", 1000), "points"] == 1
+    assert "| **1,000** | **b** | **3e-05** | **1** | **16** | **63.00** | **2** |" in scale_report.grid_markdown(grid)
