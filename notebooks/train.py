@@ -41,7 +41,7 @@ from syncse.data import check_corpora, write_json
 from syncse.progress import log_summary, setup_logging
 from syncse.scale import absence, point_config, point_name, record_absent
 from syncse.seeds import aggregate, seed_dir
-from syncse.train import LOG_FILE, DevSettings, rows_by_seed, train, variant_rows, write_seed_logs
+from syncse.train import LOG_FILE, DevSettings, pool_size, rows_by_seed, train, write_seed_logs
 
 setup_logging()  # in a log (papermill, DVC): no per-batch bars
 for noisy in ("httpx", "sentence_transformers.base.model_card"):
@@ -57,7 +57,7 @@ cfg
 
 # %%
 corpora = check_corpora(params.data.root, params.data.require_full)  # samples standing in for SimCSE's files: said, or an error
-absent = size and absence(variant, size, len(variant_rows(variant, params.data.root, synth_dir)))  # a point past its pool
+absent = size and absence(variant, size, pool_size(variant, cfg, params.data.root, synth_dir))  # a point past its pool
 rows = {} if absent else rows_by_seed(variant, cfg, params.data.root, synth_dir, params.seed)  # the same rows for every seed unless seed_draws_rows
 print(absent["reason"] if absent else f"{variant}: training rows by seed {({s: len(r) for s, r in rows.items()})}, e.g. {next(iter(rows.values()))[:1]}")
 
