@@ -14,7 +14,8 @@
 # A trained variant (`seeds` true) is one model per training seed: each is scored, and each metrics
 # file holds the mean over seeds with `std`, `n_seeds` and every seed's scores (`syncse.seeds.aggregate`).
 # With `evaluate.transfer`, SentEval's 7 transfer tasks too (`syncse.transfer`, SimCSE's test mode):
-# metrics/transfer/<name>.json, `{}` when off.
+# metrics/transfer/<name>.json, `{}` when off. A scale-study point recorded as absent (past its pool,
+# `syncse.scale`) is not scored: its metrics files hold the absence record instead.
 
 # %% tags=["parameters"]
 name = "all-MiniLM-L6-v2"  # metrics file name: metrics/sts/<name>.json
@@ -42,6 +43,7 @@ from syncse.evaluate import (
     resolve_precision,
 )
 from syncse.progress import log_summary, setup_logging
+from syncse.scale import read_absent
 from syncse.seeds import aggregate, scores, seed_dirs
 from syncse.transfer import transfer_scores
 
@@ -52,7 +54,8 @@ if model == "train.base":  # resolved here, after the profile overlay, not in dv
     model, pooling = params.train.base, params.train.pooler
 
 # %%
-models = {s: str(path) for s, path in seed_dirs(model).items()} if seeds else {None: model}
+absent = read_absent(model) if seeds else None  # a scale-study point past its pool: nothing to score
+models = {} if absent else {s: str(path) for s, path in seed_dirs(model).items()} if seeds else {None: model}
 runs, encoded = {}, []
 for seed, path in models.items():
     encoder = CachedEncoder(encode_fn_for(load_encoder(path, pooling, max_seq_length=cfg.max_seq_length),
@@ -64,7 +67,7 @@ for seed, path in models.items():
     if seed is not None:
         logging.getLogger("syncse").info("%s seed %s: STS avg %s, dev avg %s (%s)", name, seed,
                                          runs[seed]["sts"]["avg"], runs[seed]["dev"]["avg"], encoded[-1])
-written = {kind: aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank", "transfer")}
+written = {kind: absent or aggregate({s: run[kind] for s, run in runs.items()}) if seeds else runs[None][kind] for kind in ("sts", "dev", "rerank", "transfer")}
 for kind, metrics in written.items():  # rerank, transfer: {} when skipped, so the stage's output exists either way
     write_json(f"{out}/metrics/{kind}/{name}.json", metrics)
 if not cfg.reranking:
@@ -77,9 +80,11 @@ pd.DataFrame({kind: scores(metrics) for kind, metrics in written.items()})
 
 # %%
 def _avg(metrics: dict) -> str:
-    """`avg 54.93` (one run or one seed), `avg 54.93 ± 0.12 over 3 seeds`, or `not run` (reranking offline)."""
+    """`avg 54.93` (one run or one seed), `avg 54.93 ± 0.12 over 3 seeds`, `not run` (reranking offline) or `absent` (a scale point)."""
     if not metrics:
         return "not run"
+    if metrics.get("absent"):
+        return "absent: past its pool"
     spread = f" \u00b1 {metrics['std']['avg']:.2f} over {metrics['n_seeds']} seeds" if metrics.get("n_seeds", 1) > 1 else ""
     return f"avg {metrics['avg']:.2f}{spread}"
 

@@ -17,13 +17,18 @@
 # %% tags=["parameters"]
 name = "partial"  # partial | scratch: the pipeline, and the name of its outputs
 params_file = "params.yaml"
+profile = None  # a profile of params_file to use instead of its own `profile` (a study's pipeline)
+out = "."  # the folder that receives artifacts/ and metrics/ (a study keeps its own: studies/<name>)
+on_bad_negative = None  # drop | pair: instead of synth.on_bad_negative (the scale study's ablation line); None: as configured
 
 # %%
 import logging
+from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
-from syncse.config import load_params
+from syncse.config import SynthConfig, build, load_params
 from syncse.data import check_corpora, write_json, write_triplets
 from syncse.llm import open_client
 from syncse.progress import log_summary, setup_logging
@@ -33,19 +38,23 @@ setup_logging()  # in a log (papermill, DVC): one progress line per 30 s
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpx2").setLevel(logging.WARNING)
 pd.set_option("display.max_colwidth", None)
-params = load_params(params_file)
+params = load_params(params_file, profile)
+if on_bad_negative is not None:  # validated as params.yaml's value would be
+    params.synth = build(SynthConfig, {**asdict(params.synth), "on_bad_negative": on_bad_negative}, "synth")
 
 # %%
 corpora = check_corpora(params.data.root, params.data.require_full)  # data.require_full: stop before a paid request
 with open_client(params.llm) as client:
     result = synthesize(name, client, params.synth, params.llm, params.seed, params.data.root)
-written = write_triplets(f"artifacts/synth/{name}.jsonl", result.triplets)
-write_json(f"metrics/synth/{name}.json", {**result.metrics, "corpora": corpora})
-write_json(f"artifacts/synth/{name}.config.json", config_record(params.synth, params.llm))
+triplets_file, metrics_file, config_file = (Path(out) / where for where in (
+    f"artifacts/synth/{name}.jsonl", f"metrics/synth/{name}.json", f"artifacts/synth/{name}.config.json"))
+written = write_triplets(triplets_file, result.triplets)
+write_json(metrics_file, {**result.metrics, "corpora": corpora})
+write_json(config_file, config_record(params.synth, params.llm))
 log_summary(f"synthesize {name}", [
-    f"artifacts/synth/{name}.jsonl ({written} triplets of {result.metrics['requested']} requested)",
+    f"{triplets_file} ({written} triplets of {result.metrics['requested']} requested)",
     f"{result.metrics['cache_hits']} of {result.metrics['requests']} requests from the cache",
-    f"metrics/synth/{name}.json",
+    str(metrics_file),
 ]);
 
 # %% [markdown]

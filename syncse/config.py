@@ -270,6 +270,27 @@ class ReportConfig:
 
 
 @dataclass
+class SizeRecipe:
+    """The training recipe of one size of the scale study, the same for every variant (chosen on dev only)."""
+
+    lr: float = checked(gt=0)  # peak learning rate
+    epochs: float = checked(gt=0)  # passes over the size's rows
+    eval_steps: int = checked(ge=1)  # dev evaluation and checkpoint every N steps
+
+
+@dataclass
+class ScaleConfig:
+    """The scale study (`studies/scale/dvc.yaml`): STS against training rows N, one recipe per size.
+
+    `sizes` maps N (a quoted integer: DVC's templating drops integer keys) to its recipe,
+    which replaces `lr`, `epochs`, `eval_steps` and `num_examples` for every variant at that size
+    (`syncse.scale.point_config`); the study's pipeline trains each variant at each size.
+    """
+
+    sizes: dict[str, SizeRecipe] = field(default_factory=dict)  # "500": {lr: 1.0e-4, epochs: 2.0, eval_steps: 8}
+
+
+@dataclass
 class Params:
     """The whole `params.yaml`, one attribute per stage section."""
 
@@ -282,6 +303,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # the scale study's sizes (set in profiles.scale)
 
 
 # --------------------------------------------------------------------------- loading
@@ -342,10 +364,24 @@ def parse_params(raw: dict[str, Any], where: str = "") -> Params:
     train = raw.get("train") if isinstance(raw, dict) else None
     if isinstance(train, dict) and "scratch_share" in train:  # no stage declares it at this level: it would not re-run
         raise ConfigError(f"{_join(where, 'train.scratch_share')}: set it per variant, as train.variants.mixed.scratch_share")
+    _check_sizes(raw, where)
     params = build(Params, raw, where)
     params.train.check_variants(_join(where, "train"))
     judge_llm(params.llm, params.synth.self_check_llm, _join(where, "synth.self_check_llm"))
     return params
+
+
+def _check_sizes(raw: Any, where: str) -> None:
+    """Reject a scale size that is not a quoted whole number above 0: DVC's templating drops integer
+    keys, so an unquoted `500:` would silently build no stage of the scale study."""
+    scale = raw.get("scale") if isinstance(raw, dict) else None
+    sizes = scale.get("sizes") if isinstance(scale, dict) else None
+    if not isinstance(sizes, dict):
+        return  # none, or a wrong type that `build` names
+    bad = [n for n in sizes if not (isinstance(n, str) and n.isdigit() and int(n) > 0)]
+    if bad:
+        raise ConfigError(f"{_join(where, 'scale.sizes')}.{bad[0]}: a size is a whole number of rows above 0, "
+                          f"quoted ('{bad[0]}': DVC's templating drops integer keys)")
 
 
 def judge_llm(llm: LLMConfig, overlay: dict[str, Any], where: str = "synth.self_check_llm") -> LLMConfig:

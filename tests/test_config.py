@@ -100,7 +100,7 @@ ANCHOR = "evaluate.anchors.all-MiniLM-L6-v2"
         ("profiles.study.synth.n_partial", 0, r"profiles\.study\.synth\.n_partial: 0 outside the allowed range \[1, inf\)"),
         ("profiles.paper.train.variants.unsup.lr", "fast", r"profiles\.paper\.train\.variants\.unsup\.lr: expected float"),
         ("profiles.paper.train.scratch_share", 0.3, r"profiles\.paper\.train\.scratch_share: set it per variant"),
-        ("profile", "huge", r"profile: unknown profile 'huge'; defined: \['baselines', 'default', 'paper', 'study'\]"),
+        ("profile", "huge", r"profile: unknown profile 'huge'; defined: \['baselines', 'default', 'paper', 'scale', 'study'\]"),
     ],
 )
 def test_bad_params_name_the_key_path(tmp_path: Path, key: str, value: object, message: str) -> None:

@@ -19,7 +19,8 @@ from syncse.data import Triplet, load_nli_triplets
 from syncse.encoders import load_encoder
 from syncse.losses import CachedSimCSELoss, SimCSELoss
 from syncse.train import (
-    LOSS_STATE_FILE, DevSettings, build_loss, build_model, missing_negatives, rows_by_seed, select_rows, to_dataset, train, training_rows,
+    LOSS_STATE_FILE, DevSettings, build_loss, build_model, missing_negatives, pool_size, rows_by_seed, select_rows, to_dataset, train,
+    training_rows,
     variant_rows,
 )
 
@@ -241,6 +242,19 @@ def test_mixed_draws_its_share_from_scratch_and_never_moves_the_cap(data_root: P
         assert len(training_rows("sup", cfg, data_root, tmp_path, seed=0)) == 20
     alone = TrainConfig(num_examples=8, equal_rows=False, scratch_share=0.25)
     assert [r.source for r in training_rows("mixed", alone, data_root, tmp_path, seed=0)].count("scratch") == 2
+
+
+def test_pool_size_counts_every_row_a_variant_could_train_on(data_root: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    """What the scale study compares a size with (a point past its pool is absent): the whole pool, not `num_examples`."""
+    from syncse.data import write_triplets
+
+    write_triplets(tmp_path / "partial.jsonl", [Triplet(r.anchor, r.positive, r.negative, "partial") for r in nli_rows])
+    write_triplets(tmp_path / "scratch.jsonl", [Triplet(r.anchor, r.positive, r.negative, "scratch") for r in nli_rows[:20]])
+    cfg = TrainConfig(num_examples=8, equal_rows=False)
+    assert pool_size("partial", cfg, data_root, tmp_path) == ROWS
+    assert pool_size("mixed", cfg, data_root, tmp_path) == 20  # the smaller synthesized set
+    assert pool_size("sup", cfg, data_root, tmp_path) == len(load_nli_triplets(data_root))
+    assert pool_size("sup", TrainConfig(num_examples=8), data_root, tmp_path) == 20  # equal_rows: the smallest variant's
 
 
 def test_mixing_ratio_is_set_per_variant_and_checked() -> None:

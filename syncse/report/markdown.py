@@ -165,8 +165,7 @@ def reading_markdown(table: pd.DataFrame, tie_margin: float, seeds: Sequence[int
     trained = [v for v in avg if v != "base"]
 
     def margin(*names: str) -> float:
-        known = [sd[n] for n in names]
-        return max(known) if None not in known else tie_margin  # type: ignore[type-var]
+        return spread_margin([sd[n] for n in names], tie_margin)
 
     def shown(name: str) -> str:
         return f"{avg[name]:.2f}" + (f" \u00b1 {sd[name]:.2f}" if sd[name] else "")
@@ -185,8 +184,7 @@ def reading_markdown(table: pd.DataFrame, tie_margin: float, seeds: Sequence[int
     for i, high in enumerate(ranked):
         for low in ranked[i + 1:]:
             gap, paper_gap, tie = avg[high] - avg[low], PAPER[high][-1] - PAPER[low][-1], margin(high, low)
-            verdict = ("**holds**" if gap > tie else "**reversed**" if gap < -tie else "**a tie**")
-            lines.append(f"- {label(high)} > {label(low)}: {verdict} ({shown(high)} vs {shown(low)}, "
+            lines.append(f"- {label(high)} > {label(low)}: **{verdict(gap, tie)}** ({shown(high)} vs {shown(low)}, "
                          f"{_signed(gap)}; paper {_signed(paper_gap)}).")
     above = [v for v in trained if avg[v] - avg["base"] > margin(v, "base")]
     below = [v for v in trained if avg[v] - avg["base"] < -margin(v, "base")]
@@ -201,6 +199,18 @@ def reading_markdown(table: pd.DataFrame, tie_margin: float, seeds: Sequence[int
         where = "between" if low - tie <= avg["mixed"] <= high + tie else "outside"
         lines.append(f"SynCSE-mixed ({shown('mixed')}) lands {where} partial ({shown('partial')}) and scratch ({shown('scratch')}).")
     return "\n".join(lines) + "\n"
+
+
+def spread_margin(stds: Iterable[float | None], tie_margin: float) -> float:
+    """The gap rows must exceed to differ (the spread rule): the largest of their standard deviations
+    over seeds, or `tie_margin` where one has none measured (None: one seed)."""
+    known = list(stds)
+    return tie_margin if None in known else max(known)  # type: ignore[type-var]
+
+
+def verdict(gap: float, tie: float) -> str:
+    """How `high - low = gap` reads under the spread rule: `holds` above `tie`, `reversed` below `-tie`, else `a tie`."""
+    return "holds" if gap > tie else "reversed" if gap < -tie else "a tie"
 
 
 def _seed_std(spread: pd.DataFrame | None, name: str) -> float | None:

@@ -1,7 +1,7 @@
 """Contrastive training of the variants, one concern per module.
 
 From the bottom up (a module imports only modules listed before it):
-- `rows`: what a variant trains on (`variant_rows`, `training_rows`, `rows_by_seed`, `select_rows`), as a dataset
+- `rows`: what a variant trains on (`variant_rows`, `training_rows`, `rows_by_seed`, `select_rows`; at most `pool_size`), as a dataset
   (`to_dataset`; rows without a negative beside rows with one: `missing_negatives`), and the rows'
   digest in the training key.
 - `rundir`: the run folder (`checkpoint_dir`): checkpoints, the best model, the log of record,
@@ -26,6 +26,7 @@ from syncse.train.rows import (
     OWN_DATA,
     missing_negatives,
     negative_column,
+    pool_size,
     rows_by_seed,
     rows_digest,
     select_rows,
@@ -73,7 +74,7 @@ __all__ = [
     "BATCH_SAMPLERS", "BEST_DIR", "COMPLETE_MARKER", "CONFIG_FILE", "DATA_SOURCES", "DEV_FILE", "LOG_FIELDS",
     "LOG_FILE", "LOSS_STATE_FILE", "OWN_DATA", "RESULT_FILE", "DevEvaluator", "DevSettings", "SelectionCallback",
     "TrainResult", "at_length", "build_loss", "build_model", "finished_run", "masked_share", "missing_negatives",
-    "negative_column", "prepare_checkpoint_dir", "publish", "read_json", "read_log", "record_finished", "recover_dir",
+    "negative_column", "pool_size", "prepare_checkpoint_dir", "publish", "read_json", "read_log", "record_finished", "recover_dir",
     "replace_dir", "reference_embeddings", "resolve_precision", "resumable_checkpoint", "rows_by_seed", "rows_digest",
     "save_model", "select_rows", "step_of", "to_dataset", "train", "training_args", "training_rows", "variant_rows",
     "write_log", "write_seed_logs",

@@ -9,6 +9,7 @@ them in the training key, so checkpoints of other data are never resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -89,6 +90,12 @@ def rows_by_seed(
         return {s: training_rows(variant, cfg, data_root, synth_dir, s) for s in cfg.seeds}
     rows = training_rows(variant, cfg, data_root, synth_dir, seed)
     return dict.fromkeys(cfg.seeds, rows)
+
+
+def pool_size(variant: str, cfg: TrainConfig, data_root: str | Path, synth_dir: str | Path) -> int:
+    """The most rows `variant` can train on under `cfg`: all of its data (`mixed`: as many as the smaller
+    synthesized set; with `equal_rows`, the smallest variant's), whatever `cfg.num_examples` asks."""
+    return len(training_rows(variant, dataclasses.replace(cfg, num_examples=0), data_root, synth_dir, seed=0))
 
 
 def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Triplet]:

@@ -1,0 +1,327 @@
+"""The scale study (`studies/scale/dvc.yaml`, `syncse.scale`, `syncse.scale_report`): its stages, the per-size recipe, a size past
+a pool recorded as absent through the real stages, and the curve's table, reading and figure from
+hand-built metric files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+
+from syncse import scale, scale_report
+from syncse.config import ConfigError, load_params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = "studies/scale/dvc.yaml"
+
+
+def _project(root: Path) -> Path:
+    """A git+DVC copy of the pipelines, notebooks and library under `root`."""
+    for name in ("dvc.yaml", "params.yaml", STUDY):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, root / name)
+    for folder in ("notebooks", "syncse"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    run_cli(["git", "init", "-q", "-b", "main"], root)
+    run_cli(["dvc", "init", "-q"], root)
+    run_cli(["dvc", "config", "core.analytics", "false"], root)
+    return root
+
+
+def _stages(root: Path) -> list[str]:
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root):
+        return [s.addressing.split(":", 1)[1] for s in Repo(".").index.stages if s.addressing.startswith(STUDY)]
+
+
+# --------------------------------------------------------------------------- params and stages
+
+
+def test_each_size_has_one_recipe_for_every_variant() -> None:
+    params = load_params(REPO / "params.yaml", "scale")
+    assert scale.sizes(params.scale)[0] * 10 <= scale.sizes(params.scale)[-1] and scale.sizes(params.scale)[-1] >= 5000
+    assert len(params.scale.sizes) >= 3 and params.train.seeds == [42, 43, 44]
+    assert params.train.seed_draws_rows is True and params.train.equal_rows is False
+    top = scale.sizes(params.scale)[-1]
+    recipe = params.scale.sizes[str(top)]
+    for variant in params.train.variants:
+        cfg = scale.point_config(params.train.for_variant(variant), params.scale, top)
+        assert (cfg.num_examples, cfg.lr, cfg.epochs, cfg.eval_steps) == (top, recipe.lr, recipe.epochs, recipe.eval_steps)
+    assert scale.point_config(params.train.for_variant("unsup"), params.scale, top).hidden_dropout == 0.1  # its overlay stays
+    with pytest.raises(ValueError, match=r"size 123: no recipe in scale.sizes; declared sizes: \[500, 1500, 5000\]"):
+        scale.point_config(params.train, params.scale, 123)
+    with pytest.raises(ValueError, match="equal_rows is true"):
+        scale.point_config(load_params(REPO / "params.yaml").train, params.scale, top)
+
+
+def test_a_size_must_be_a_quoted_whole_number() -> None:
+    recipe = {"lr": 1e-4, "epochs": 1.0, "eval_steps": 4}
+    with pytest.raises(ConfigError, match=r"^scale\.sizes\.500: .*quoted \('500': DVC's templating drops integer keys\)"):
+        parse_params({"scale": {"sizes": {500: recipe}}})
+    with pytest.raises(ConfigError, match=r"^profiles\.big\.scale\.sizes\.0: a size is a whole number of rows above 0"):
+        parse_params({"scale": {"sizes": {"0": recipe}}}, "profiles.big")
+    with pytest.raises(ConfigError, match=r"scale\.sizes\.500\.lr: expected float, got str 'fast'"):
+        parse_params({"scale": {"sizes": {"500": {**recipe, "lr": "fast"}}}})
+    assert parse_params({"scale": {"sizes": {"500": recipe}}}).scale.sizes["500"].eval_steps == 4
+
+
+def test_the_study_has_a_stage_per_variant_and_size(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    params = load_params(root / "params.yaml", "scale")
+    points = [f"{v}-{n}" for v in params.train.variants for n in scale.sizes(params.scale)]
+    pairs = [f"partial-{n}" for n in scale.sizes(params.scale)]
+    stages = _stages(root)
+    assert sorted(stages) == sorted([
+        "synthesize@partial", "synthesize@scratch", "synthesize_pair", "evaluate_base", "report",
+        *(f"train@{p}" for p in points), *(f"evaluate@{p}" for p in points),
+        *(f"train_pair@{p}" for p in pairs), *(f"evaluate_pair@{p}" for p in pairs)])
+    assert {"train@unsup-500", "train@partial-5000", "train_pair@partial-5000", "evaluate@sup-1500"} <= set(stages)  # as the README names them
+
+
+def test_a_recipe_change_reruns_only_its_size(tmp_path: Path) -> None:
+    """What the grid relies on: `-S profiles.scale.scale.sizes.500.lr=...` re-runs the 500-row points' training
+    (and the report, which reads the sizes), no other size, no synthesis; the main job's stages stay up to date."""
+    from dvc.repo import Repo
+
+    root = _project(tmp_path)
+    with contextlib.chdir(root):
+        repo = Repo(".")
+        for stage in repo.index.stages:  # placeholder outputs and data, then every stage marked up to date
+            for entry in [*stage.deps, *stage.outs]:
+                path = Path(entry.fs_path)
+                if path.exists() or not path.is_relative_to(root) or path.name == "params.yaml":
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.suffix:
+                    path.write_text("{}\n")
+                else:
+                    path.mkdir()
+                    (path / "placeholder").write_text("x\n")
+        repo.commit(force=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["profiles"]["scale"]["scale"]["sizes"]["500"]["lr"] = 3e-5
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dry = run_cli(["dvc", "repro", "--dry", STUDY], root) + run_cli(["dvc", "repro", "--dry"], root)
+    ran = {name.split(":", 1)[-1] for name in re.findall(r"Running stage '([^']+)'", dry)}
+    variants = list(params["train"]["variants"])  # `--dry` lists the stages the change touches directly; their
+    assert ran == {*(f"train@{v}-500" for v in variants), "train_pair@partial-500", "report"}  # evaluations follow the models
+
+
+# --------------------------------------------------------------------------- absent points, through the stages
+
+
+def test_a_size_past_the_pool_is_absent_not_trained_short(tmp_path: Path, data_root: Path, tiny_bert: str) -> None:
+    """On a 24-row synthesized pool, partial at 8 rows trains (two seeds, 8 rows each); at 64 rows every
+    output of its training and evaluation stages says it is absent, and no model is trained."""
+    from syncse.data import Triplet, load_nli_triplets, write_triplets
+    from test_pipeline import _small_data
+
+    root = _project(tmp_path)
+    _small_data(data_root, root / "data")
+    for folder in ("SNLI", "SNLI_CAD_original", "MNLI_sample", "wiki1m"):
+        shutil.copytree(data_root / folder, root / "data" / folder)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(base=tiny_bert, pooler="cls", attention_dropout=None, batch_size=4, precision="fp32")
+    params["evaluate"]["max_seq_length"] = 64  # the tiny model's positions
+    profile = params["profiles"]["scale"]
+    profile["train"]["seeds"] = [3, 4]
+    profile["scale"]["sizes"] = {"8": {"lr": 1e-4, "epochs": 1.0, "eval_steps": 1}, "64": {"lr": 1e-4, "epochs": 1.0, "eval_steps": 1}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    nli = load_nli_triplets(data_root)[:24]
+    for name in ("partial", "scratch"):
+        write_triplets(root / f"studies/scale/artifacts/synth/{name}.jsonl", [Triplet(t.premise, t.entailment, t.contradiction, name) for t in nli])
+    for stage in ("train@partial-8", "train@partial-64", "evaluate@partial-64"):
+        run_cli(["dvc", "repro", "--single-item", f"{STUDY}:{stage}"], root)
+    study = root / "studies/scale"
+    trained = json.loads((study / "metrics/train/partial-8.json").read_text())
+    assert trained["n_seeds"] == 2 and trained["examples"] == 8
+    absent = json.loads((study / "metrics/train/partial-64.json").read_text())
+    assert absent == {"absent": True, "variant": "partial", "size": 64, "available": 24,
+                      "reason": "partial's pool holds 24 rows, fewer than 64: not trained (never on fewer rows)"}
+    assert [p.name for p in (study / "artifacts/models/partial-64").iterdir()] == [scale.ABSENT_FILE]
+    assert scale.read_absent(study / "artifacts/checkpoints/partial-64") == absent
+    for kind in ("sts", "dev", "rerank", "transfer"):
+        assert json.loads((study / f"metrics/{kind}/partial-64.json").read_text()) == absent
+
+
+def test_the_ablation_synthesizes_into_its_own_folder_keeping_pairs(tmp_path: Path, data_root: Path) -> None:
+    """The synthesis notebook as the study runs it, on a fake LLM whose negatives restate their anchor (so the
+    shipped judge fails them on the margin): with `-p on_bad_negative pair` into the ablation's folder those
+    rows stay as pairs; the study's own run (`drop`) loses them; both from the same cached responses."""
+    from syncse.data import read_triplets
+    from syncse.testing import FakeOpenAIServer
+    from test_corpora import run_stage
+    from test_synth import responder
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["root"] = str(data_root)
+    profile = params["profiles"]["scale"]
+    profile["synth"]["n_partial"] = 12
+    with FakeOpenAIServer(responder=responder) as server:
+        profile["llm"] = {"backend": "openai", "model": "fake-model", "base_url": server.base_url,
+                          "cache_dir": str(tmp_path / "llm"), "progress": False}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        runs = {bad: run_stage("synthesize", tmp_path, "-p", "name", "partial", "-p", "profile", "scale", "-p", "out", folder,
+                               *(["-p", "on_bad_negative", bad] if bad == "pair" else []))
+                for bad, folder in (("pair", "studies/scale/pair"), ("drop", "studies/scale"))}
+    for done in runs.values():
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pair = read_triplets(tmp_path / "studies/scale/pair/artifacts/synth/partial.jsonl")
+    drop = read_triplets(tmp_path / "studies/scale/artifacts/synth/partial.jsonl")
+    pairs = [t for t in pair if t.negative is None]
+    assert pairs and all(t.negative is not None for t in drop)
+    assert [t for t in pair if t.negative is not None] == drop  # the same triplets pass; the failures differ in fate
+    metrics = json.loads((tmp_path / "studies/scale/pair/metrics/synth/partial.json").read_text())
+    assert metrics["kept_as_pair"] == len(pairs) and metrics["kept"] == len(pair)
+    assert json.loads((tmp_path / "studies/scale/metrics/synth/partial.json").read_text())["cache_hits"] > 0  # replayed
+    assert not (tmp_path / "artifacts").exists()  # nothing in the main job's folders
+
+
+# --------------------------------------------------------------------------- the curve, from hand-built metrics
+
+SIZES = [100, 1000, 10000]
+# line -> STS avg mean and std over 3 seeds at each size; None: absent (past the pool). At 100 partial ties unsup
+# (a gap of 0.3 under a std of 0.4); at 1,000 and 10,000 it is above by more than both spreads: a crossing.
+POINTS = {
+    "unsup": [(54.0, 0.2), (54.2, 0.2), (54.1, 0.2)],
+    "sup": [(56.0, 0.1), (58.0, 0.1), (60.0, 0.1)],
+    "partial": [(54.3, 0.4), (55.5, 0.3), (57.0, 0.3)],
+    "scratch": [(53.0, 0.2), (53.9, 0.5), None],
+    "partial-pair": [(54.4, 0.3), (55.6, 0.2), (57.5, 0.2)],
+}
+
+
+def _write(root: Path, line: str, size: int, point: tuple[float, float] | None) -> None:
+    """A point's `metrics/sts` and `metrics/train` files, as the stages write them (absent: the record)."""
+    variant, folder = ("partial", root / "pair") if line == scale_report.PAIR else (line, root)
+    name = scale.point_name(variant, size)
+    if point is None:
+        record = scale.absence(variant, size, 1507)
+        files = {"sts": record, "train": record}
+    else:
+        avg, std = point
+        files = {"sts": {"avg": avg, "std": {"avg": std}, "n_seeds": 3, "seeds": {}},
+                 "train": {"examples": size, "best": {"avg": avg + 8}, "n_seeds": 3}}
+    for kind, payload in files.items():
+        (folder / "metrics" / kind).mkdir(parents=True, exist_ok=True)
+        (folder / "metrics" / kind / f"{name}.json").write_text(json.dumps(payload))
+
+
+@pytest.fixture()
+def curve(tmp_path: Path):
+    for line, points in POINTS.items():
+        for size, point in zip(SIZES, points):
+            _write(tmp_path, line, size, point)
+    lines = scale_report.study_lines(["unsup", "sup", "partial", "scratch"], tmp_path, tmp_path / "pair")
+    return scale_report.curve_table(lines, SIZES)
+
+
+def test_curve_table_reads_every_point_and_marks_the_absent(curve) -> None:
+    assert len(curve) == 15
+    partial = curve[curve.line == "partial"].set_index("size")
+    assert partial.loc[1000, ["rows", "avg", "std", "n_seeds", "dev_avg"]].tolist() == [1000, 55.5, 0.3, 3, 63.5]
+    absent = curve[curve.absent != ""]
+    assert absent[["line", "size"]].values.tolist() == [["scratch", 10000]]
+    assert "pool holds 1,507 rows, fewer than 10,000" in absent.absent.iloc[0]
+    table = scale_report.curve_markdown(curve)
+    assert "| SynCSE-scratch | 53.00 \u00b1 0.20 | 53.90 \u00b1 0.50 | absent |" in table
+    assert "- SynCSE-scratch, N = 10,000: scratch's pool holds 1,507 rows" in table
+    assert scale_report.curve_metrics(curve)["scratch-10000"] == {"absent": absent.absent.iloc[0]}
+    assert scale_report.curve_metrics(curve)["partial-pair-100"] == {"rows": 100, "avg": 54.4, "std": 0.3, "n_seeds": 3, "dev_avg": 62.4}
+
+
+def test_reading_applies_the_spread_rule_at_each_size(curve) -> None:
+    reading = scale_report.scale_reading(curve, base=54.32, tie_margin=0.5)
+    per_size, across = reading.split("**Across sizes**")
+    blocks = {block.split("**")[0]: block for block in per_size.split("- **N = ")[1:]}
+    at_100, at_1000, at_10000 = (blocks[n] for n in ("100", "1,000", "10,000"))
+    assert "SynCSE-partial > unsup-SimCSE: **a tie** (54.30 \u00b1 0.40 vs 54.00 \u00b1 0.20, +0.30)" in at_100
+    assert "SynCSE-partial > unsup-SimCSE: **holds** (55.50 \u00b1 0.30 vs 54.20 \u00b1 0.20, +1.30)" in at_1000
+    assert "SynCSE-scratch > unsup-SimCSE: **reversed** (53.00 \u00b1 0.20 vs 54.00 \u00b1 0.20, -1.00)" in at_100
+    assert "SynCSE-scratch > unsup-SimCSE: **a tie**" in at_1000  # -0.30 under scratch's 0.50
+    assert "SynCSE-scratch" not in at_10000  # absent there: no comparison made with it
+    assert "SynCSE-partial (pairs kept) > SynCSE-partial: **holds** (57.50 \u00b1 0.20 vs 57.00 \u00b1 0.30, +0.50)" in at_10000
+    assert "above the base zero-shot (54.32) beyond the spread: sup-SimCSE\n" in at_100  # partial's +0.02 is within its 0.4
+    assert "below the base zero-shot (54.32) beyond the spread: unsup-SimCSE, SynCSE-scratch\n" in at_100  # -0.32 beyond 0.2
+    assert ("- SynCSE-partial > unsup-SimCSE: crosses above between N = 100 and 1,000 "
+            "(a tie at 100, holds at 1,000, holds at 10,000).") in across
+    assert "- SynCSE-scratch > unsup-SimCSE: no crossing: never above it beyond the spread (reversed at 100, a tie at 1,000)." in reading
+    assert "- sup-SimCSE > SynCSE-partial, by: +1.70 at 100 (holds); +2.50 at 1,000 (holds); +3.00 at 10,000 (holds)." in reading
+
+
+def test_one_seed_points_fall_back_to_the_tie_margin(tmp_path: Path) -> None:
+    """Without a measured spread a gap must exceed `tie_margin` (the report's rule for one seed)."""
+    for line, avg in (("unsup", 54.0), ("partial", 54.4), ("sup", 55.0), ("scratch", 53.0)):
+        (tmp_path / "metrics/sts").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "metrics/train").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"metrics/sts/{line}-100.json").write_text(json.dumps({"avg": avg, "std": {"avg": 0.0}, "n_seeds": 1}))
+        (tmp_path / f"metrics/train/{line}-100.json").write_text(json.dumps({"examples": 100, "best": {"avg": 60.0}}))
+    lines = {k: v for k, v in scale_report.study_lines(["unsup", "sup", "partial", "scratch"], tmp_path, tmp_path).items() if k != scale_report.PAIR}
+    reading = scale_report.scale_reading(scale_report.curve_table(lines, [100]), base=54.32, tie_margin=0.5)
+    assert "SynCSE-partial > unsup-SimCSE: **a tie** (54.40 vs 54.00, +0.40)" in reading
+    assert "sup-SimCSE > unsup-SimCSE: **holds** (55.00 vs 54.00, +1.00)" in reading
+
+
+def test_the_figure_has_a_line_and_band_per_variant_and_the_reference_lines(curve, tmp_path: Path) -> None:
+    fig = scale_report.plot_curve(curve, base=54.32, anchors={"all-MiniLM-L6-v2": 78.88})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    drawn = {line.get_label(): line for line in ax.get_lines()}
+    assert set(drawn) == {"unsup-SimCSE", "sup-SimCSE", "SynCSE-partial", "SynCSE-scratch", "SynCSE-partial (pairs kept)",
+                          "base zero-shot (54.32)", "all-MiniLM-L6-v2 (shipped, 78.88)"}
+    assert list(drawn["SynCSE-scratch"].get_xdata()) == [100, 1000]  # the absent point is not drawn
+    assert list(drawn["sup-SimCSE"].get_ydata()) == [56.0, 58.0, 60.0]
+    assert list(drawn["base zero-shot (54.32)"].get_ydata()) == [54.32, 54.32]
+    assert len(ax.collections) == 5  # a band per line
+    band = ax.collections[[*drawn].index("sup-SimCSE")].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(55.9) and band.max() == pytest.approx(60.1)
+    fig.savefig(tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_stage_writes_the_figure_table_and_reading(tmp_path: Path) -> None:
+    """The study's report stage on hand-built points at the profile's sizes: figure, curve table (CSV and
+    `dvc metrics`' JSON), the Markdown with the reading, and the HTML page."""
+    root = _project(tmp_path)
+    study = root / "studies/scale"
+    study_sizes = scale.sizes(load_params(root / "params.yaml", "scale").scale)
+    for line, points in POINTS.items():
+        for size, point in zip(study_sizes, points):
+            _write(study, line, size, point)
+    (study / "metrics/sts/base.json").write_text(json.dumps({"avg": 54.32}))
+    for anchor in ("all-MiniLM-L6-v2", "all-mpnet-base-v2"):
+        (root / "metrics/sts").mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / f"metrics/sts/{anchor}.json", root / f"metrics/sts/{anchor}.json")
+    run_cli(["dvc", "repro", "--single-item", f"{STUDY}:report"], root)
+    assert (study / "artifacts/report/scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((study / "metrics/curve.csv").read_text().splitlines()) == 1 + len(POINTS) * len(study_sizes)
+    assert json.loads((study / "metrics/curve.json").read_text())["scratch-5000"]["absent"].startswith("scratch's pool holds")
+    written = (study / "artifacts/report/curve.md").read_text()
+    assert "| SynCSE-scratch | 53.00 \u00b1 0.20 | 53.90 \u00b1 0.50 | absent |" in written
+    assert "SynCSE-partial > unsup-SimCSE: crosses above between N = 500 and 1,500" in written
+    assert "<title>The scale study: STS against training rows</title>" in (study / "artifacts/report/scale.html").read_text()
+
+
+def test_the_grid_keeps_per_size_the_recipe_with_the_best_mean_dev() -> None:
+    """Two runs: the first wins at 100 (mean 62.0 vs 61.5), the second at 1,000 (63.0 vs 62.5); a third run
+    missing a point at 1,000 is never kept there, however high its mean; an absent point is left out of every run."""
+    def run(name: str, lr: float, dev: dict[str, float]) -> dict:
+        return {"name": name, "sizes": {"100": {"lr": lr, "epochs": 2.0, "eval_steps": 8},
+                                        "1000": {"lr": lr, "epochs": 1.0, "eval_steps": 16}}, "dev": dev}
+
+    runs = [run("a", 1e-4, {"unsup-100": 61.0, "sup-100": 63.0, "unsup-1000": 62.0, "sup-1000": 63.0}),
+            run("b", 3e-5, {"unsup-100": 61.0, "sup-100": 62.0, "unsup-1000": 62.5, "sup-1000": 63.5}),
+            run("c", 1e-5, {"unsup-100": 60.0, "sup-100": 61.0, "sup-1000": 70.0})]
+    grid = scale_report.recipe_grid(runs, [100, 1000])
+    kept = grid[grid.kept].set_index("size")
+    assert kept.loc[100, ["run", "lr", "epochs", "dev_avg"]].tolist() == ["a", 1e-4, 2.0, 62.0]
+    assert kept.loc[1000, ["run", "lr", "epochs", "dev_avg"]].tolist() == ["b", 3e-5, 1.0, 63.0]
+    assert grid.set_index(["run", "size"]).loc[("c", 1000), "points"] == 1
+    assert "| **1,000** | **b** | **3e-05** | **1** | **16** | **63.00** | **2** |" in scale_report.grid_markdown(grid)
