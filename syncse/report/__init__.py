@@ -23,7 +23,9 @@ from syncse.report.markdown import (
     selection_markdown,
     settings_markdown,
     similarity_markdown,
+    spread_margin,
     transfer_markdown,
+    verdict,
     yield_markdown,
 )
 from syncse.report.page import main, render_html
@@ -53,6 +55,6 @@ __all__ = [
     "git_revision", "header_markdown", "label", "main", "markdown_table", "metrics_table", "model_rows", "plot_curves",
     "plot_drops", "plot_scores", "plot_similarities", "read_json", "reading_markdown", "render_html", "rerank_table",
     "reranking_markdown", "results_markdown", "samples_markdown", "selection_markdown", "settings_markdown",
-    "similarity_markdown", "spread_table", "sts_table", "synth_drops", "training_curves", "training_summary",
-    "transfer_markdown", "transfer_table", "triplet_similarities", "yield_markdown",
+    "similarity_markdown", "spread_margin", "spread_table", "sts_table", "synth_drops", "training_curves", "training_summary",
+    "transfer_markdown", "transfer_table", "triplet_similarities", "verdict", "yield_markdown",
 ]
