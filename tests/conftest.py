@@ -75,3 +75,27 @@ def run_cli(args: list[str], cwd: Path) -> str:
     done = subprocess.run(args, cwd=cwd, env=cli_env(), capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def commit_placeholders(root: Path) -> None:
+    """Every missing dep and output of the DVC project at `root` as a placeholder (a `{}` file or a folder
+    with one file), then all stages marked up to date (`dvc commit --force`), so that `dvc status` and
+    `dvc repro --dry` show only what a test changes next."""
+    import contextlib
+
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root):
+        repo = Repo(".")
+        for stage in repo.index.stages:
+            for entry in [*stage.outs, *stage.deps]:
+                path = Path(entry.fs_path)
+                if path.exists() or not path.is_relative_to(root) or path.name == "params.yaml":
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.suffix:
+                    path.write_text("{}\n")
+                else:
+                    path.mkdir()
+                    (path / "placeholder").write_text("x\n")
+        repo.commit(force=True)

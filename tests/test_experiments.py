@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import commit_placeholders, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIRS = ["STS12-en-test", "STS13-en-test", "STS14-en-test", "STS15-en-test", "STS16-en-test",
@@ -31,8 +31,6 @@ def _dvc(*args: str, cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dvc.repo import Repo
-
     root = tmp_path_factory.mktemp("pipeline")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, root / name)
@@ -43,20 +41,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / "data" / folder / "placeholder.txt").write_text("x\n")
     run_cli(["git", "init", "-q", "-b", "main"], root)
     _dvc("init", "-q", cwd=root)
-    with contextlib.chdir(root):
-        repo = Repo(".")
-        for stage in repo.index.stages:  # outputs, and deps kept in git (e.g. make mpnet's metrics)
-            for entry in [*stage.outs, *stage.deps]:
-                path = Path(entry.fs_path)
-                if path.exists() or not path.is_relative_to(root) or path.name == "params.yaml":
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if path.suffix:
-                    path.write_text("{}\n")
-                else:
-                    path.mkdir()
-                    (path / "placeholder").write_text("x\n")
-        repo.commit(force=True)
+    commit_placeholders(root)  # outputs, and deps kept in git (e.g. make mpnet's metrics)
     return root
 
 

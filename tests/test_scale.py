@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import commit_placeholders, run_cli
 
 from syncse import scale, scale_report
 from syncse.config import ConfigError, load_params, parse_params
@@ -88,23 +88,8 @@ def test_the_study_has_a_stage_per_variant_and_size(tmp_path: Path) -> None:
 def test_a_recipe_change_reruns_only_its_size(tmp_path: Path) -> None:
     """What the grid relies on: `-S profiles.scale.scale.sizes.500.lr=...` re-runs the 500-row points' training
     (and the report, which reads the sizes), no other size, no synthesis; the main job's stages stay up to date."""
-    from dvc.repo import Repo
-
     root = _project(tmp_path)
-    with contextlib.chdir(root):
-        repo = Repo(".")
-        for stage in repo.index.stages:  # placeholder outputs and data, then every stage marked up to date
-            for entry in [*stage.deps, *stage.outs]:
-                path = Path(entry.fs_path)
-                if path.exists() or not path.is_relative_to(root) or path.name == "params.yaml":
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if path.suffix:
-                    path.write_text("{}\n")
-                else:
-                    path.mkdir()
-                    (path / "placeholder").write_text("x\n")
-        repo.commit(force=True)
+    commit_placeholders(root)  # placeholder outputs and data, then every stage marked up to date
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["profiles"]["scale"]["scale"]["sizes"]["500"]["lr"] = 3e-5
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
