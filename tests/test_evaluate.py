@@ -25,6 +25,7 @@ from syncse.evaluate import (
     evaluate_sts,
     reranking_scores,
     resolve_precision,
+    token_counts,
 )
 
 
@@ -67,10 +68,37 @@ def test_harness_matches_senteval_computation(minilm, data_root: Path) -> None:
     assert encoder.encoded == len(set(sts16[0] + sts16[1] + stsb[0] + stsb[1]))
 
 
-def test_longest_first_chunks_return_vectors_in_the_callers_order(minilm, data_root: Path) -> None:
+def test_longest_first_batches_return_vectors_in_the_callers_order(minilm, data_root: Path) -> None:
     texts = _stsb_pairs(data_root / "STSBenchmark" / "sts-dev.csv")[0][:150]  # mixed lengths
-    chunked = encode_fn_for(minilm, batch_size=4)(texts)  # 16 batches of 4 per chunk: 3 chunks
-    np.testing.assert_allclose(chunked, minilm.encode(texts, convert_to_numpy=True), atol=1e-5)
+    batched = encode_fn_for(minilm, batch_size=4)(texts)  # 38 batches, one encode call each
+    np.testing.assert_allclose(batched, minilm.encode(texts, convert_to_numpy=True), atol=1e-5)
+
+
+class BatchRecorder:
+    """The shipped MiniLM behind `encode`, recording each batch it is handed."""
+
+    def __init__(self, model) -> None:
+        self.model, self.tokenizer, self.max_seq_length = model, model.tokenizer, model.max_seq_length
+        self.batches: list[list[str]] = []
+
+    def encode(self, texts: list[str], **kwargs) -> np.ndarray:
+        self.batches.append(list(texts))
+        return self.model.encode(texts, **kwargs)
+
+
+def test_batches_are_cut_by_token_count_and_pad_less_than_by_characters(minilm, data_root: Path) -> None:
+    texts = list(dict.fromkeys(_stsb_pairs(data_root / "STSBenchmark" / "sts-dev.csv")[0][:400]))
+    recording = BatchRecorder(minilm)
+    encode_fn_for(recording, batch_size=8)(texts)
+    counts = dict(zip(texts, token_counts(minilm, texts)))
+    in_order = [counts[text] for batch in recording.batches for text in batch]
+    assert in_order == sorted(in_order, reverse=True) and all(len(b) == 8 for b in recording.batches[:-1])
+
+    def padded(ordered: list[str]) -> int:
+        return sum(max(counts[t] for t in ordered[i:i + 8]) * len(ordered[i:i + 8]) for i in range(0, len(ordered), 8))
+
+    by_chars = sorted(texts, key=len, reverse=True)  # sentence-transformers' own order
+    assert padded([t for b in recording.batches for t in b]) < padded(by_chars)
 
 
 def test_bf16_encodes_close_to_fp32_but_not_equal(minilm, data_root: Path) -> None:
