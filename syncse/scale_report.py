@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from syncse.report import PAPER_ORDER, label, read_json, spread_margin, verdict
+from syncse.report import PAPER_ORDER, label, md_table, read_json, spread_margin, verdict
 from syncse.scale import point_name
 
 PAIR = "partial-pair"  # the ablation line: SynCSE-partial synthesized with `synth.on_bad_negative: pair`
@@ -71,13 +71,13 @@ def curve_markdown(curve: pd.DataFrame) -> str:
         return f"{row.avg:.2f} \u00b1 {row['std']:.2f}" if row.n_seeds > 1 else f"{row.avg:.2f}"
 
     study_sizes = sorted(curve["size"].unique())
-    header = "| line | " + " | ".join(f"N = {n:,}" for n in study_sizes) + " |"
-    body = [f"| {line_label(line)} | " + " | ".join(cell(r) for _, r in group.sort_values("size").iterrows()) + " |"
+    body = [[line_label(line), *(cell(r) for _, r in group.sort_values("size").iterrows())]
             for line, group in curve.groupby("line", sort=False)]
     absent = [f"- {line_label(r.line)}, N = {r.size:,}: {r.absent}." for r in curve.itertuples() if r.absent]
     notes = ["", "STS avg of the 7 test tasks, Spearman x100; a \u00b1 b: mean \u00b1 standard deviation over seeds, "
              "each seed drawing its own rows.", *(["", "Absent points (sizes past a pool):", *absent] if absent else [])]
-    return "\n".join([header, "|---" * (len(study_sizes) + 1) + "|", *body, *notes]) + "\n"
+    table = md_table(["line", *(f"N = {n:,}" for n in study_sizes)], body, "l" * (len(study_sizes) + 1))
+    return table + "\n".join(notes) + "\n"
 
 
 def _point_std(row: pd.Series) -> float | None:
@@ -208,6 +208,5 @@ def grid_markdown(grid: pd.DataFrame) -> str:
         cells = [f"{r['size']:,}", str(r.run), f"{r.lr:g}", f"{r.epochs:g}", str(r.eval_steps), f"{r.dev_avg:.2f}", str(r.points)]
         return [f"**{c}**" for c in cells] if r.kept else cells
 
-    lines = [["N", "run", "lr", "epochs", "eval_steps", "mean dev avg", "points"], ["---"] * 7,
-             *(row(r) for _, r in grid.sort_values(["size", "run"]).iterrows())]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"
+    return md_table(["N", "run", "lr", "epochs", "eval_steps", "mean dev avg", "points"],
+                    (row(r) for _, r in grid.sort_values(["size", "run"]).iterrows()), "l" * 7)

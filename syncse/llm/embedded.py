@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +59,7 @@ def resolve_gguf(model: str, model_dir: str | Path) -> tuple[Path, str]:
 class ServerSettings:
     """llama.cpp server knobs that matter on a small CPU box."""
 
-    n_threads: int = 1  # 1 is safest on a shared 2-core machine (OpenMP contention)
+    n_threads: int = 1  # 1 is safest on a shared 2-core machine (OpenMP threads spin between ops)
     n_parallel: int = 1  # decoding slots batched together
     ctx_per_slot: int = 2048  # tokens of context per slot
     cache_prompt: bool = True  # reuse the KV of a slot's common prompt prefix
@@ -81,8 +80,7 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Load the model and listen; returns the `/v1` base URL."""
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp's OpenMP starts
-        import xllamacpp  # noqa: PLC0415 - deferred so that the variable above takes effect
+        import xllamacpp  # noqa: PLC0415 - deferred: the runtime loads only when a stage generates
 
         params = xllamacpp.CommonParams()
         params.model.path = str(self.gguf)

@@ -16,6 +16,7 @@ from syncse.report.markdown import (
     git_revision,
     header_markdown,
     markdown_table,
+    md_table,
     reading_markdown,
     reranking_markdown,
     results_markdown,

@@ -35,14 +35,13 @@ def _cell(table: pd.DataFrame, spread: pd.DataFrame | None, row: Any, column: st
 
 def markdown_table(table: pd.DataFrame, spread: pd.DataFrame | None = None) -> str:
     """A GitHub Markdown table with two decimals (no extra dependency); mean ± std where `spread` has several seeds."""
-    header = "| " + " | ".join([table.index.name or "", *table.columns]) + " |"
-    rule = "|" + "---|" * (len(table.columns) + 1)
-    body = ["| " + " | ".join([str(i), *(_cell(table, spread, i, c) for c in table.columns)]) + " |" for i in table.index]
-    return "\n".join([header, rule, *body]) + "\n"
+    body = [[str(i), *(_cell(table, spread, i, c) for c in table.columns)] for i in table.index]
+    return md_table([table.index.name or "", *table.columns], body, "l" * (len(table.columns) + 1))
 
 
-def _md(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
-    """A Markdown table from ready-formatted cells; `align` gives one of l/r per column (default: l, then r)."""
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
+    """A Markdown table from ready-formatted cells; `align` gives one of l/r per column (default: l, then r).
+    Every table of the reports is written by it."""
     align = align or "l" + "r" * (len(header) - 1)
     rule = ["---:" if a == "r" else "---" for a in align]
     lines = [header, rule, *rows]
@@ -103,7 +102,7 @@ def results_markdown(table: pd.DataFrame, base: str, trained: Sequence[str], spr
             name, cells, delta = f"**{name} (best)**", [f"**{c}**" for c in cells], f"**{delta}**"
         body.append([name, *cells, delta])
     seeded = spread is not None and (spread["n_seeds"] > 1).any()
-    return (_md(["model", *COLUMNS, "\u0394 avg"], body)
+    return (md_table(["model", *COLUMNS, "\u0394 avg"], body)
             + f"\nSpearman x100 on the test sets{'; a ± b: mean ± standard deviation over training seeds' if seeded else ''}. "
             f"\u0394 avg: difference to the {base} average "
             f"({table.loc[base, 'avg']:.2f}); bold: the best trained variant. The paper's rows are a different base "
@@ -113,7 +112,7 @@ def results_markdown(table: pd.DataFrame, base: str, trained: Sequence[str], spr
 def delta_markdown(table: pd.DataFrame, base: str, trained: Sequence[str]) -> str:
     """Per-task differences of each trained variant to the base zero-shot."""
     deltas = table.loc[list(trained)] - table.loc[base]
-    return _md(["variant", *COLUMNS], [[label, *(_signed(v) for v in row)] for label, row in deltas.iterrows()])
+    return md_table(["variant", *COLUMNS], [[label, *(_signed(v) for v in row)] for label, row in deltas.iterrows()])
 
 
 def selection_markdown(summary: pd.DataFrame, dev: Mapping[str, Mapping[str, float]], base_dev: float) -> str:
@@ -124,7 +123,7 @@ def selection_markdown(summary: pd.DataFrame, dev: Mapping[str, Mapping[str, flo
             for v, r in summary.iterrows()]
     header = ["variant", "selected step", "STS-B dev", "SICK-R trial", "dev avg", "\u0394 zero-shot", "dev avg (evaluation)",
               "rows", "examples/s", "training time"]
-    return (_md(header, body) + f"\nThe checkpoint kept is the one with the best dev avg (mean of STS-B dev and SICK-R trial), "
+    return (md_table(header, body) + f"\nThe checkpoint kept is the one with the best dev avg (mean of STS-B dev and SICK-R trial), "
             f"scored during training; \u0394 zero-shot: against the base's {base_dev:.2f}. "
             "*dev avg (evaluation)*: the saved model re-scored by the evaluation stage (longer inputs).\n")
 
@@ -150,9 +149,9 @@ def settings_markdown(params: Params) -> str:
     synth += [[f.name, _value(getattr(params.synth, f.name))] for f in fields(params.synth)]
     evaluate = [[f.name, _value(getattr(params.evaluate, f.name))] for f in fields(params.evaluate) if f.name != "anchors"]
     return "\n".join([
-        "**Training** (`train`)", "", _md(["setting", "value"], train, "ll"),
-        "**Synthesis** (`llm`, `synth`)", "", _md(["setting", "value"], synth, "ll"),
-        "**Evaluation** (`evaluate`)", "", _md(["setting", "value"], evaluate, "ll"),
+        "**Training** (`train`)", "", md_table(["setting", "value"], train, "ll"),
+        "**Synthesis** (`llm`, `synth`)", "", md_table(["setting", "value"], synth, "ll"),
+        "**Evaluation** (`evaluate`)", "", md_table(["setting", "value"], evaluate, "ll"),
     ])
 
 
@@ -227,7 +226,7 @@ def _seed_std(spread: pd.DataFrame | None, name: str) -> float | None:
 def _scores_markdown(title: str, table: pd.DataFrame) -> str:
     """`title`, then `table` with two decimals (an empty cell where a row lacks a column)."""
     cells = table.apply(lambda column: column.map(lambda v: "" if pd.isna(v) else f"{v:.2f}"))
-    return f"{title}\n\n" + _md(["model", *table.columns], ([label, *row] for label, row in zip(cells.index, cells.values)))
+    return f"{title}\n\n" + md_table(["model", *table.columns], ([label, *row] for label, row in zip(cells.index, cells.values)))
 
 
 def reranking_markdown(cfg: EvaluateConfig, reranked: pd.DataFrame) -> str:
@@ -267,7 +266,7 @@ def yield_markdown(metrics_dir: str | Path, names: Sequence[str]) -> str:
                   ("wall_s", "wall time", lambda v: f"{v:,.1f} s"), ("triplets_per_s", "triplets / s", lambda v: f"{v:,.2f}"),
                   ("tokens_per_s", "tokens / s", lambda v: f"{v:,.0f}")]
     usage = [[label, *(fmt(m[key]) if key in m else "" for m in metrics.values())] for key, label, fmt in usage_keys]
-    text = _md(["outcome", *names], counts) + "\n" + _md(["usage", *names], usage)
+    text = md_table(["outcome", *names], counts) + "\n" + md_table(["usage", *names], usage)
     replayed = [n for n, m in metrics.items() if m.get("requests") and m.get("cache_hits") == m["requests"]]
     if replayed:
         text += (f"\n{' and '.join(replayed)}: every request was answered from the LLM response cache, so wall time "
@@ -283,7 +282,7 @@ def similarity_markdown(sims: pd.DataFrame) -> str:
         body.append([source, _int(len(g)), f"{g.positive_cosine.mean():.2f}", f"{g.positive_cosine.median():.2f}",
                      f"{g.negative_cosine.mean():.2f}", f"{g.negative_cosine.median():.2f}",
                      f"{_int(closer)} ({closer / len(g):.0%})"])
-    return _md(["source", "triplets", "anchor-positive mean", "median", "anchor-negative mean", "median",
+    return md_table(["source", "triplets", "anchor-positive mean", "median", "anchor-negative mean", "median",
                 "negative at least as close"], body)
 
 
