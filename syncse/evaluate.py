@@ -9,6 +9,7 @@ Each distinct sentence is encoded once per model: `CachedEncoder` memoizes embed
 across every task it is asked to run, and `evaluate_sts` encodes all of its tasks' sentences in
 one pass, longest first, before mteb scores them. `precision: bf16` encodes under bf16 autocast,
 faster on CPUs with native bf16 (README "Benchmarks": the speed-up, and how little the scores move).
+mteb seeds the global RNGs whenever it builds a task; the harness puts them back (`syncse.seeds.keeps_global_rng`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sklearn.metrics import average_precision_score
 from syncse import data
 from syncse.encoders import cpu_has_native_bf16
 from syncse.progress import progress_bar
+from syncse.seeds import keeps_global_rng
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +218,7 @@ def token_counts(model: Any, texts: list[str]) -> list[int]:
     return [min(len(ids), limit) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
 
 
+@keeps_global_rng()
 def evaluate_sts(encoder: CachedEncoder, data_root: str | Path, keys: Sequence[str] = TEST_TASKS) -> dict[str, float]:
     """Run the local STS tasks through mteb; returns `{key: spearman x100, ..., "avg": mean}`."""
     unknown = sorted(set(keys) - set(TASKS))
@@ -264,6 +267,7 @@ def reranking_scores(encoder: CachedEncoder, enabled: bool, tasks: Sequence[Any]
         return {}
 
 
+@keeps_global_rng()
 def evaluate_reranking(encoder: CachedEncoder, tasks: Sequence[Any] | None = None) -> dict[str, float]:
     """MAP x100 per reranking task and their `avg`, as the paper's numbers: MTEB v1's reranking MAP
     (`reranking_map`; default tasks: the paper's four, whose data come from the HF hub).

@@ -9,16 +9,24 @@ A variant's metrics keep the single-run keys, now the mean over seeds, and add t
     {"avg": 54.93, ..., "std": {"avg": 0.12, ...}, "n_seeds": 3, "seeds": {"42": {"avg": 54.81, ...}, ...}}
 
 so `dvc metrics diff` and readers of one run see the same keys.
+
+A run's random streams belong to its seed alone: `keeps_global_rng` puts back the global RNGs that
+mteb seeds whenever it is imported or builds a task, around the dev scoring between training steps.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import statistics
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +90,23 @@ def _mean_std(runs: list[Mapping[str, Any]], where: str) -> tuple[dict[str, Any]
 def scores(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """A metrics mapping without the keys `aggregate` adds: the mean scores (or one run's)."""
     return {k: v for k, v in metrics.items() if k not in SEED_KEYS}
+
+
+@contextmanager
+def keeps_global_rng() -> Iterator[None]:
+    """Python's, NumPy's and torch's global RNG states (and CUDA's) as they were before, on exit.
+
+    mteb seeds all of them with 42 on import and each time it builds a task or an evaluator. Between
+    training steps (dev scoring) that restarted every training seed's dropout and MLM-masking stream
+    at seed 42's, so an evaluation changed the model trained after it (README "Training").
+    """
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)

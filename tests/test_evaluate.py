@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
@@ -195,6 +198,25 @@ def test_reranking_path_on_a_local_task(minilm, data_root: Path) -> None:
     scores = evaluate_reranking(CachedEncoder(encode_fn_for(minilm), "minilm"), [task])
     assert set(scores) == {"SyncseTinyReranking", "avg"}
     assert scores["avg"] > 60  # a sentence embedding ranks an exact paraphrase first most of the time
+
+
+def test_scoring_leaves_the_global_rngs_where_it_found_them(data_root: Path) -> None:
+    """mteb seeds Python's, NumPy's and torch's RNGs with 42 whenever it builds a task or an evaluator;
+    dev scoring between training steps must not move the run's dropout and masking streams."""
+    encoder = CachedEncoder(lambda texts: np.random.default_rng(len(texts)).normal(size=(len(texts), 8)), "random")
+    task = TinyRerankingTask()  # built here: its own seeding happens before the state is set
+    task.data_root = data_root
+
+    def seeded_draws(score: Callable[[], object]) -> tuple[float, float, float]:
+        random.seed(7)
+        np.random.seed(7)
+        torch.manual_seed(7)
+        score()
+        return random.random(), float(np.random.rand()), torch.rand(1).item()
+
+    untouched = seeded_draws(lambda: None)
+    assert seeded_draws(lambda: evaluate_sts(encoder, data_root, ("sts16",))) == untouched
+    assert seeded_draws(lambda: evaluate_reranking(encoder, [task])) == untouched
 
 
 def test_reranking_offline_says_unavailable(monkeypatch) -> None:

@@ -114,6 +114,17 @@ def test_resume_reaches_the_uninterrupted_state(tiny_bert: str, tiny_dev: Path, 
         assert all(torch.equal(head_straight[k], head_resumed[k]) for k in head_straight)
 
 
+def test_a_dev_evaluation_does_not_change_the_training_after_it(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
+    """Scored on dev at step 2 or not, step 4's weights are the same: dropout draws from torch's global
+    RNG, which mteb seeds with 42 on import and per task, and the evaluation loop draws from too
+    (syncse.seeds.keeps_global_rng around the trainer's evaluate)."""
+    run(tiny_config(tiny_bert, eval_steps=2), nli_rows, tmp_path / "scored", tiny_dev)
+    run(tiny_config(tiny_bert, eval_steps=4), nli_rows, tmp_path / "unscored", tiny_dev)
+    assert [r["step"] for r in csv.DictReader((tmp_path / "scored" / "log.csv").open())] == ["2", "4"]
+    scored, unscored = (weights(tmp_path / run_dir / "ckpt" / "checkpoint-4") for run_dir in ("scored", "unscored"))
+    assert all(torch.equal(scored[k], unscored[k]) for k in scored)
+
+
 def test_checkpoints_of_other_rows_are_not_resumed(tiny_bert: str, tiny_dev: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
     cfg = tiny_config(tiny_bert)
     run(cfg, nli_rows, tmp_path, tiny_dev, callbacks=[StopAt(2)])

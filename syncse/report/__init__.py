@@ -53,7 +53,7 @@ from syncse.report.tables import (
 
 __all__ = [
     "COLUMNS", "LABELS", "LLM_SHOWN", "PAPER", "PAPER_ORDER", "PAPER_RERANK", "PAPER_ROWS", "delta_markdown",
-    "git_revision", "header_markdown", "label", "main", "markdown_table", "metrics_table", "model_rows", "plot_curves",
+    "git_revision", "header_markdown", "label", "main", "markdown_table", "md_table", "metrics_table", "model_rows", "plot_curves",
     "plot_drops", "plot_scores", "plot_similarities", "read_json", "reading_markdown", "render_html", "rerank_table",
     "reranking_markdown", "results_markdown", "samples_markdown", "selection_markdown", "settings_markdown",
     "similarity_markdown", "spread_margin", "spread_table", "sts_table", "synth_drops", "training_curves", "training_summary",

@@ -34,6 +34,7 @@ from syncse.config import PRECISIONS, SELECTIONS, TrainConfig
 from syncse.data import Triplet
 from syncse.losses import CachedSimCSELoss, MLMAuxiliaryLoss, ReferenceEmbeddings, SimCSELoss, contrastive_loss
 from syncse.provenance import code_fingerprint
+from syncse.seeds import keeps_global_rng
 from syncse.train import rundir
 from syncse.train.rows import missing_negatives, negative_column, rows_digest, to_dataset
 from syncse.train.selection import DevEvaluator, DevSettings, SelectionCallback
@@ -140,11 +141,17 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class _Trainer(SentenceTransformerTrainer):
-    """Also checkpoints parameters owned by the loss (the MLM head), so resumption is exact, and
-    gives the warm-up as a whole number of steps (`transformers` reads 0 < x < 1 as a share in v5
-    but as steps in v4, and 1.0 as one step in both)."""
+    """Also checkpoints parameters owned by the loss (the MLM head), so resumption is exact; gives the
+    warm-up as a whole number of steps (`transformers` reads 0 < x < 1 as a share in v5 but as steps
+    in v4, and 1.0 as one step in both); and evaluates without touching the run's random streams."""
 
     warmup_ratio: float = 0.0
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """Dev scoring between steps, the global RNGs put back after it (`syncse.seeds.keeps_global_rng`):
+        mteb seeds them on import and per task, and the evaluation loop draws from torch's."""
+        with keeps_global_rng():
+            return super().evaluate(*args, **kwargs)
 
     def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
         self.args.warmup_steps = math.ceil(self.warmup_ratio * num_training_steps)
