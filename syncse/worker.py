@@ -12,6 +12,7 @@ metrics from the cache without sending anything.
 Example:
     python -m syncse.worker partial & python -m syncse.worker partial & wait
     dvc repro synthesize@partial
+    python -m syncse.worker partial --profile scale   # the scale study's bank (studies/scale/dvc.yaml)
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m syncse.worker", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=PIPELINES, help="the synthesis stage to work on")
     parser.add_argument("--params", default="params.yaml", help="params file (its profile is applied)")
+    parser.add_argument("--profile", default=None,
+                        help="a profile of the params file instead of its own `profile` (a study's bank: scale)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     for noisy in ("httpx", "httpx2"):  # one line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    params = load_params(args.params)
+    params = load_params(args.params, args.profile)
     with open_client(params.llm) as client:
         result = synthesize(args.name, client, params.synth, params.llm, params.seed, params.data.root)
         stats = client.stats

@@ -100,6 +100,21 @@ def test_claims_of_dead_or_silent_workers_are_taken_over(tmp_path: Path) -> None
     assert not list(tmp_path.glob("*/*.stale"))
 
 
+def worker_params(tmp_path: Path, base_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A params file for workers against the fake server: 24 partial anchors into `cache`, and a
+    profile `bank` that sends 8 into `bank` instead."""
+    raw = {"seed": 7, "data": {"root": str(REPO / "data")},
+           "llm": {"backend": "openai", "model": "fake-model", "base_url": base_url,
+                   "api_key_env": "SYNCSE_TEST_KEY", "cache_dir": str(tmp_path / "cache"), "max_in_flight": 3,
+                   "claim_poll_s": 0.02, "progress": False},
+           "synth": {"n_partial": 24},
+           "profiles": {"bank": {"llm": {"cache_dir": str(tmp_path / "bank")}, "synth": {"n_partial": 8}}}}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    return params_file
+
+
 def test_worker_command_runs_the_real_pipeline_and_the_stage_then_sends_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,14 +125,7 @@ def test_worker_command_runs_the_real_pipeline_and_the_stage_then_sends_nothing(
     from syncse.synth import synthesize
 
     with FakeOpenAIServer(fresh_sentence, latency_s=0.02, api_key=KEY) as server:
-        raw = {"seed": 7, "data": {"root": str(REPO / "data")},
-               "llm": {"backend": "openai", "model": "fake-model", "base_url": server.base_url,
-                       "api_key_env": "SYNCSE_TEST_KEY", "cache_dir": str(tmp_path / "cache"), "max_in_flight": 3,
-                       "claim_poll_s": 0.02, "progress": False},
-               "synth": {"n_partial": 24}}
-        params_file = tmp_path / "params.yaml"
-        params_file.write_text(yaml.safe_dump(raw))
-        monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+        params_file = worker_params(tmp_path, server.base_url, monkeypatch)
         workers = [subprocess.Popen([sys.executable, "-m", "syncse.worker", "partial", "--params", str(params_file)],
                                     cwd=REPO) for _ in range(2)]
         assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
@@ -129,3 +137,25 @@ def test_worker_command_runs_the_real_pipeline_and_the_stage_then_sends_nothing(
         assert sum(server.log.attempts.values()) == sent  # the stage sent nothing
     assert client.stats.cache_hits == client.stats.requests == sent
     assert len(result.triplets) > 0 and result.metrics["requested"] == 24
+
+
+def test_a_worker_with_a_profile_fills_that_profiles_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--profile bank` works on the profile's stage (its anchors, its cache), as a study's bank is
+    generated (`python -m syncse.worker partial --profile scale`)."""
+    from syncse.config import load_params
+    from syncse.llm import open_client
+    from syncse.synth import synthesize
+
+    with FakeOpenAIServer(fresh_sentence, latency_s=0.0, api_key=KEY) as server:
+        params_file = worker_params(tmp_path, server.base_url, monkeypatch)
+        done = subprocess.run([sys.executable, "-m", "syncse.worker", "partial", "--params", str(params_file),
+                               "--profile", "bank"], cwd=REPO, timeout=300)
+        assert done.returncode == 0
+        sent = sum(server.log.attempts.values())
+        params = load_params(params_file, "bank")
+        with open_client(params.llm) as client:
+            result = synthesize("partial", client, params.synth, params.llm, params.seed, params.data.root)
+        assert sum(server.log.attempts.values()) == sent > 0  # the profile's stage: all from the bank
+    assert client.stats.cache_hits == client.stats.requests == sent
+    assert result.metrics["requested"] == 8
+    assert (tmp_path / "bank").is_dir() and not (tmp_path / "cache").exists()
