@@ -33,7 +33,7 @@ POOLERS = ("auto", "cls", "cls_before_pooler", "mean")  # train.pooler, evaluate
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # train.precision
 SELECTIONS = {"stsb": "stsb_dev", "stsb+sickr": "avg"}  # train.select_on -> the dev score it selects on
 BATCH_SAMPLERS = ("random", "no_duplicates")  # train.batch_sampler
-PARTIAL_SOURCES = ("nli", "wiki")  # synth.partial_source
+PARTIAL_SOURCES = ("nli", "wiki", "nli+hypotheses")  # synth.partial_source
 SYNTH_FILTERS = ("failed", "explanation", "max_words", "min_words", "copy", "duplicate", "near_duplicate",
                  "margin")  # synth.filters, in the order they apply
 OPT_IN_FILTERS = ("margin",)  # quality controls beyond cleaning: never in the default list, on only where named
@@ -157,7 +157,7 @@ class SynthConfig:
 
     n_partial: int = checked(40, ge=1)  # partial: anchors requested (the paper: all 275,601 NLI premises)
     n_scratch: int = checked(40, ge=1)  # scratch: generated anchors requested
-    partial_source: str = checked("nli", choices=PARTIAL_SOURCES)  # partial's unlabeled sentences: nli (premises) | wiki
+    partial_source: str = checked("nli", choices=PARTIAL_SOURCES)  # partial's unlabeled sentences: nli (premises) | wiki | nli+hypotheses
     n_exemplars: int = checked(5, ge=0)  # few-shot exemplars per annotation call (the paper: 5 of 18)
     exemplar_block: int = checked(16, ge=1)  # consecutive anchors sharing one sampled instruction + exemplars (1 = the paper's
     #                           fresh sample per call; >1 lets llama.cpp reuse the shared prefix's KV cache: ~3x)

@@ -283,6 +283,18 @@ def nli_premises(root: str | Path) -> list[str]:
     return list(dict.fromkeys(p for p, _, _ in load_nli_pairs(root) if p))
 
 
+def nli_hypotheses(root: str | Path) -> list[str]:
+    """Deduplicated NLI hypotheses that are not also premises, in first-seen order: more unlabeled
+    sentences of the same domain for `synth.partial_source: nli+hypotheses`."""
+    if (Path(root) / FULL_NLI).is_file():
+        triplets = load_nli_triplets(root)
+        hypotheses = [h for t in triplets for h in (t.entailment, t.contradiction)]
+    else:
+        hypotheses = [h for _, h, _ in load_nli_pairs(root) if h]
+    premises = set(nli_premises(root))
+    return [h for h in dict.fromkeys(hypotheses) if h not in premises]
+
+
 def wiki_sentences(root: str | Path) -> list[str]:
     """Deduplicated wiki1m sentences (unsup-SimCSE's corpus): `wiki1m_for_simcse.txt` when present
     in `root`, else the two shipped samples (the byte-cut last line of the head sample dropped)."""

@@ -52,7 +52,7 @@ ANCHOR = "evaluate.anchors.all-MiniLM-L6-v2"
         ("train.precision", "fp8", r"train\.precision: unknown value 'fp8'; allowed: \['auto', 'fp32'"),
         ("train.pooler", "max", r"train\.pooler: unknown value 'max'; allowed: \['auto', 'cls'"),
         (f"{ANCHOR}.pooling", "maxx", r"evaluate\.anchors\.all-MiniLM-L6-v2\.pooling: unknown value 'maxx'"),
-        ("synth.partial_source", "books", r"synth\.partial_source: unknown value 'books'; allowed: \['nli', 'wiki'\]"),
+        ("synth.partial_source", "books", r"synth\.partial_source: unknown value 'books'; allowed: \['nli', 'wiki', 'nli\+hypotheses'\]"),
         ("train.batch_size", 0, r"train\.batch_size: 0 outside the allowed range \[1, inf\)"),
         ("train.eval_steps", -5, r"train\.eval_steps: -5 outside the allowed range \[1, inf\)"),
         ("llm.max_in_flight", 0, r"llm\.max_in_flight: 0 outside the allowed range \[1, inf\)"),

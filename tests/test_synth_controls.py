@@ -70,9 +70,24 @@ def study_anchors(data_root: Path) -> tuple[list[str], Any]:
     """The study profile's first 40 partial anchors, as its synthesize stage picks them."""
     params = load_params(REPO / "params.yaml", profile="study")
     filters = Filters(params.synth, POOLS)
-    pool = synth.partial_pool(params.synth.partial_source, str(data_root), distinct="duplicate" in filters)
-    random.Random(f"{params.seed}:partial").shuffle(pool)
+    pool = synth.drawing_order(params.synth, filters, params.seed, str(data_root))
     return synth.select_anchors(pool, 40, filters)[0], params
+
+
+def test_hypotheses_extend_the_premises_drawing_order_without_changing_it(data_root: Path) -> None:
+    """`nli+hypotheses` draws every premise exactly as `nli` does (so a bank's requests stay the same),
+    then hypotheses that are no premise: the pool reaches past the 10,108 shipped premises."""
+    params = load_params(REPO / "params.yaml", profile="scale")
+    filters = Filters(params.synth, POOLS)
+    premises = synth.drawing_order(params.synth, filters, params.seed, str(data_root))
+    extended = synth.drawing_order(replace(params.synth, partial_source="nli+hypotheses"), filters, params.seed,
+                                   str(data_root))
+    assert extended[:len(premises)] == premises and len(extended) > len(premises) + 5000
+    assert not set(extended[len(premises):]) & set(premises)
+    n = len(premises) + 1000  # more than the premises hold: every premise anchor, then hypotheses
+    from_premises, from_extended = (synth.select_anchors(pool, n, Filters(params.synth, POOLS))[0]
+                                    for pool in (premises, extended))
+    assert from_extended[:len(from_premises)] == from_premises and len(from_extended) > len(from_premises) + 500
 
 
 def study_keys(anchors: list[str], params: Any, cfg: SynthConfig) -> dict[tuple[int, str], tuple[str, str]]:

@@ -29,6 +29,7 @@ from syncse.synth.pipelines import (
     budget_missing,
     check_config,
     config_record,
+    drawing_order,
     partial_pool,
     run_metrics,
     sample_rows,
@@ -53,5 +54,5 @@ __all__ = [
     "SIDES", "Candidate", "Example", "Exemplar", "Filters", "Genre", "Instruction", "PromptPools", "SynthResult",
     "aids_enabled", "annotate", "annotation_request", "budget_missing", "check_config", "clean_annotation",
     "config_record", "detokenize", "is_copy", "load_pools", "loose_key", "normalize", "parse_sentences",
-    "partial_pool", "request_seed", "run_metrics", "sample_rows", "scratch_request", "select_anchors", "synthesize",
+    "drawing_order", "partial_pool", "request_seed", "run_metrics", "sample_rows", "scratch_request", "select_anchors", "synthesize",
 ]

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from syncse.config import PARTIAL_SOURCES, LLMConfig, SynthConfig
-from syncse.data import Triplet, load_nli_triplets, nli_premises, wiki_sentences
+from syncse.data import Triplet, load_nli_triplets, nli_hypotheses, nli_premises, wiki_sentences
 from syncse.llm import BudgetExceeded, ChatClient, ChatResult
 from syncse.synth.filters import DROP_REASONS, Candidate, Filters
 from syncse.synth.margin import REASON as MARGIN
@@ -279,21 +279,31 @@ def synthesize(
 def partial_pool(source: str, data_root: str, distinct: bool) -> list[str]:
     """Partial's unlabeled sentences, detokenized: wiki1m sentences (deduplicated by the loader),
     or NLI premises: with `distinct` each premise once, else one per sup-SimCSE NLI row,
-    duplicates included, as the paper annotated them (275,601 with the full `nli_for_simcse.csv`)."""
+    duplicates included, as the paper annotated them (275,601 with the full `nli_for_simcse.csv`);
+    `nli+hypotheses`: those premises, then each hypothesis that is no premise, once."""
     if source not in PARTIAL_SOURCES:
         raise ValueError(f"synth.partial_source: unknown source {source!r}; expected one of {PARTIAL_SOURCES}")
     if source == "wiki":
-        sentences = wiki_sentences(data_root)
-    else:
-        sentences = nli_premises(data_root) if distinct else [t.premise for t in load_nli_triplets(data_root)]
-    return [detokenize(s) for s in sentences]
+        return [detokenize(s) for s in wiki_sentences(data_root)]
+    premises = nli_premises(data_root) if distinct else [t.premise for t in load_nli_triplets(data_root)]
+    pool = [detokenize(s) for s in premises]
+    if source == "nli+hypotheses":
+        seen = set(pool)
+        pool += [s for s in dict.fromkeys(detokenize(h) for h in nli_hypotheses(data_root)) if s not in seen]
+    return pool
 
 
 def drawing_order(cfg: SynthConfig, filters: Filters, seed: int, data_root: str) -> list[str]:
-    """Partial's pool shuffled with `seed`: `select_anchors` takes its anchors in this order."""
-    pool = partial_pool(cfg.partial_source, data_root, distinct="duplicate" in filters)
-    random.Random(f"{seed}:partial").shuffle(pool)
-    return pool
+    """Partial's pool shuffled with `seed`: `select_anchors` takes its anchors in this order. Under
+    `nli+hypotheses` the hypotheses, shuffled on their own, follow every premise, so the premises are
+    drawn (and their requests sent) exactly as under `nli`: a bank grown past the premises keeps them."""
+    distinct = "duplicate" in filters
+    pool = partial_pool(cfg.partial_source, data_root, distinct)
+    head = len(partial_pool("nli", data_root, distinct)) if cfg.partial_source == "nli+hypotheses" else len(pool)
+    first, more = pool[:head], pool[head:]
+    random.Random(f"{seed}:partial").shuffle(first)
+    random.Random(f"{seed}:partial:hypotheses").shuffle(more)
+    return first + more
 
 
 def _partial(
