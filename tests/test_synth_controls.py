@@ -79,9 +79,8 @@ def test_hypotheses_extend_the_premises_drawing_order_without_changing_it(data_r
     then hypotheses that are no premise: the pool reaches past the 10,108 shipped premises."""
     params = load_params(REPO / "params.yaml", profile="scale")
     filters = Filters(params.synth, POOLS)
-    premises = synth.drawing_order(params.synth, filters, params.seed, str(data_root))
-    extended = synth.drawing_order(replace(params.synth, partial_source="nli+hypotheses"), filters, params.seed,
-                                   str(data_root))
+    premises, extended = (synth.drawing_order(replace(params.synth, partial_source=source), filters, params.seed,
+                                              str(data_root)) for source in ("nli", "nli+hypotheses"))
     assert extended[:len(premises)] == premises and len(extended) > len(premises) + 5000
     assert not set(extended[len(premises):]) & set(premises)
     n = len(premises) + 1000  # more than the premises hold: every premise anchor, then hypotheses
