@@ -123,6 +123,26 @@ def test_partial_through_faults_loses_nothing_and_reruns_from_cache(
     assert KEY not in out.read_text() + metrics + caplog.text
 
 
+@pytest.mark.parametrize("name", ["partial", "scratch"])
+def test_a_larger_size_extends_the_bank_and_resends_nothing(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scale study's bank is sized by a first measurement and grown later: a run asking for more
+    anchors keeps every earlier row, first and unchanged, and sends no request the smaller run sent."""
+    monkeypatch.setattr(pipelines, "nli_premises", lambda root: ANCHORS)
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    small, large = (SynthConfig(n_partial=n, n_scratch=n, sentences_per_call=5) for n in (6, 12))
+    with FakeOpenAIServer(responder, api_key=KEY) as server:
+        llm = fake_llm(server, tmp_path / "cache")
+        first = run(name, llm, small)
+        sent = Counter(server.log.attempts)
+        second = run(name, llm, large)
+    assert len(second.triplets) > len(first.triplets) > 0
+    assert [asdict_row(t) for t in second.triplets[:len(first.triplets)]] == [asdict_row(t) for t in first.triplets]
+    assert second.metrics["cache_hits"] >= len(sent)  # every request of the smaller run, answered from the cache
+    assert all(server.log.attempts[key] == count for key, count in sent.items()) and len(server.log.attempts) > len(sent)
+
+
 def asdict_row(t: Any) -> tuple[str, str, str | None]:
     return (t.anchor, t.positive, t.negative)
 
