@@ -139,6 +139,24 @@ def test_worker_command_runs_the_real_pipeline_and_the_stage_then_sends_nothing(
     assert len(result.triplets) > 0 and result.metrics["requested"] == 24
 
 
+def test_banking_the_study_cache_while_a_worker_runs_skips_its_in_flight_files() -> None:
+    """`dvc add study-cache` beside a running worker: its claims and half-written entries are ignored,
+    so a pulled bank never holds a claim that makes the next machine wait; its entries are kept."""
+    key = hashlib.sha256(b"a request").hexdigest()
+    folder = Path("study-cache/llm")
+    claim = RequestClaims(folder)._path(key)
+    entry, half_written = folder / key[:2] / f"{key}.json", folder / key[:2] / ".q1w2e3r4.tmp"
+
+    def ignored(path: Path) -> bool:
+        done = subprocess.run([sys.executable, "-m", "dvc", "check-ignore", str(path)], cwd=REPO,
+                              capture_output=True, text=True)
+        assert done.returncode in (0, 1), done.stderr
+        return done.returncode == 0
+
+    assert ignored(claim) and ignored(half_written)
+    assert not ignored(entry) and not ignored(Path("studies/scale/dvc.lock")) and not ignored(Path("dvc.lock"))
+
+
 def test_a_worker_with_a_profile_fills_that_profiles_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--profile bank` works on the profile's stage (its anchors, its cache), as a study's bank is
     generated (`python -m syncse.worker partial --profile scale`)."""
