@@ -280,7 +280,9 @@ def test_embedded_smollm_really_generates_triplets(tmp_path: Path, monkeypatch: 
 
 def test_notebook_runs_through_jupytext_and_papermill(tmp_path: Path) -> None:
     """The DVC command, on the tiny SmolLM2 model: triplets, metrics and config come out."""
+    import os
     import shutil
+    import signal
     import subprocess
     import sys
 
@@ -295,8 +297,14 @@ def test_notebook_runs_through_jupytext_and_papermill(tmp_path: Path) -> None:
     jupytext, papermill = (shutil.which(tool, path=str(bin_dir)) or tool for tool in ("jupytext", "papermill"))
     cmd = (f"{jupytext} --to ipynb --set-kernel python3 -o - {repo / 'notebooks/synthesize.py'} | "
            f"{papermill} --cwd . - out.ipynb -p name scratch")
-    done = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    with subprocess.Popen(cmd, shell=True, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as done:  # a group of its own: a timeout also stops the kernel
+        try:
+            stderr = done.communicate(timeout=240)[1]
+        except subprocess.TimeoutExpired:
+            os.killpg(done.pid, signal.SIGKILL)  # else papermill's kernel runs on, a core taken from the tests after it
+            raise
+    assert done.returncode == 0, stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics/synth/scratch.json").read_text())
     assert metrics["requested"] == 3 and metrics["kept"] == len(read_triplets(tmp_path / "artifacts/synth/scratch.jsonl"))
     assert "drop" in (tmp_path / "out.ipynb").read_text().lower()
