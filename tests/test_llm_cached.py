@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncse.config import LLMConfig
-from syncse.llm import ChatClient, ChatRequest, cache_namespace, open_client
+from syncse.llm import ChatClient, ChatRequest, ResponseCache, cache_namespace, open_client
 from syncse.testing import FakeOpenAIServer
 
 KEY = "sk-test-cached-0123456789"
@@ -52,3 +52,19 @@ def test_cache_namespace_is_the_embedded_clients(tmp_path: Path) -> None:
         assert chat.namespace == cache_namespace(cfg)
     with pytest.raises(ValueError, match="openai-batch"):
         cache_namespace(LLMConfig(backend="vllm"))
+
+
+def test_the_cache_counts_its_responses_and_llama_cpp_hours_per_generator(tmp_path: Path) -> None:
+    """`scripts/bank_status.py`: a bank's generation hours are summed from the responses themselves."""
+    with FakeOpenAIServer(api_key=KEY) as server:
+        sent = ChatClient(server.base_url, "fake-model", KEY, tmp_path, "fake", progress=False).complete(requests(3))
+    day = 1_764_979_200  # 2025-12-06 00:00 UTC
+    for i, ms in enumerate((1_800_000.0, 5_400_000.0)):  # as llama.cpp's server writes them: half an hour, 1.5 h
+        ResponseCache(tmp_path).put(f"{i:064x}", {"model": "/models/qwen-1.5b.gguf", "created": day + i * 86_400,
+                                                  "usage": {"completion_tokens": 10 + i},
+                                                  "timings": {"prompt_ms": ms / 3, "predicted_ms": ms * 2 / 3}})
+    fake, llama = ResponseCache(tmp_path).generators()  # by name
+    assert llama == {"generator": "qwen-1.5b.gguf", "responses": 2, "completion tokens": 21, "llama.cpp hours": 2.0,
+                     "first": "2025-12-06", "last": "2025-12-07"}
+    assert fake["generator"] == "fake-model" and fake["responses"] == 3 and fake["llama.cpp hours"] == 0.0
+    assert fake["completion tokens"] == sum(r.completion_tokens for r in sent) > 0

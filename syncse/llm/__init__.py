@@ -9,7 +9,7 @@ From the bottom up (a module imports only modules listed before it):
 - `errors`: `LLMError`, `MalformedResponse`, `BudgetExceeded`.
 - `requests`: `ChatRequest` and `ChatResult`, the canonical hash cache keys are made of, and what a
   valid response body looks like (`validate_completion`, `token_counts`).
-- `cache`: `ResponseCache`, content-addressed, one atomically written file per request.
+- `cache`: `ResponseCache`, content-addressed, one atomically written file per request; what it holds per generator.
 - `claims`: `RequestClaims`, lock files by content hash, so workers never send a request twice.
 - `ledger`: `SpendLedger` (what every run sharing the cache has paid) and `BudgetTracker` (the cap).
 - `client`: `ChatClient`, concurrent, retrying, caching and budgeted (its robustness contract).

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,26 @@ class ResponseCache:
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json"))
+
+    def generators(self) -> list[dict[str, Any]]:
+        """Per generator (a response's `model`, a GGUF by its file name), sorted by name: responses,
+        completion tokens, llama.cpp's busy hours (prompt plus generation ms from the `timings` the
+        embedded server writes; 0 for an API's responses) and the first and last day (UTC). The hours
+        of a bank grown over many runs, workers or machines, counted from the responses themselves."""
+        rows: dict[str, dict[str, float]] = {}
+        for path in self.directory.glob("*/*.json"):
+            body = json.loads(path.read_text(encoding="utf-8"))
+            timings, created = body.get("timings", {}), float(body.get("created", 0))
+            row = rows.setdefault(Path(str(body.get("model", "?"))).name,
+                                  {"responses": 0, "tokens": 0, "ms": 0.0, "first": created, "last": created})
+            row["responses"] += 1
+            row["tokens"] += body.get("usage", {}).get("completion_tokens", 0)
+            row["ms"] += timings.get("prompt_ms", 0.0) + timings.get("predicted_ms", 0.0)
+            row["first"], row["last"] = min(row["first"], created), max(row["last"], created)
+
+        def day(stamp: float) -> str:
+            return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
+
+        return [{"generator": model, "responses": int(row["responses"]), "completion tokens": int(row["tokens"]),
+                 "llama.cpp hours": round(row["ms"] / 3.6e6, 2), "first": day(row["first"]), "last": day(row["last"])}
+                for model, row in sorted(rows.items())]
