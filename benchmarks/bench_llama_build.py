@@ -44,9 +44,11 @@ def annotate(profile: str, anchors: int, cache_dir: str) -> dict[str, object]:
 
 def llama_rates(cache_dir: Path) -> dict[str, float]:
     """Prompt and generation tokens/s from llama.cpp's `timings` in every response of a cache."""
+    from syncse.llm import ResponseCache
+
     totals = {"prompt_n": 0.0, "prompt_ms": 0.0, "predicted_n": 0.0, "predicted_ms": 0.0}
-    for path in cache_dir.glob("*/*.json"):
-        timings = json.loads(path.read_text(encoding="utf-8")).get("timings", {})
+    for body in ResponseCache(cache_dir).responses():
+        timings = body.get("timings", {})
         for key in totals:
             totals[key] += timings.get(key, 0.0)
     return {"prompt_tok_s": round(1000 * totals["prompt_n"] / max(totals["prompt_ms"], 1e-9), 1),

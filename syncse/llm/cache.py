@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,18 @@ class ResponseCache:
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json"))
 
+    def responses(self) -> Iterator[dict[str, Any]]:
+        """Every stored response body, in no particular order."""
+        for path in self.directory.glob("*/*.json"):
+            yield json.loads(path.read_text(encoding="utf-8"))
+
     def generators(self) -> list[dict[str, Any]]:
         """Per generator (a response's `model`, a GGUF by its file name), sorted by name: responses,
         completion tokens, llama.cpp's busy hours (prompt plus generation ms from the `timings` the
         embedded server writes; 0 for an API's responses) and the first and last day (UTC). The hours
         of a bank grown over many runs, workers or machines, counted from the responses themselves."""
         rows: dict[str, dict[str, float]] = {}
-        for path in self.directory.glob("*/*.json"):
-            body = json.loads(path.read_text(encoding="utf-8"))
+        for body in self.responses():
             timings, created = body.get("timings", {}), float(body.get("created", 0))
             row = rows.setdefault(Path(str(body.get("model", "?"))).name,
                                   {"responses": 0, "tokens": 0, "ms": 0.0, "first": created, "last": created})
