@@ -116,12 +116,14 @@ def test_add_or_override_can_be_run_again_where_add_is_refused(project: Path) ->
 
 def test_exp_run_sets_a_scale_size_recipe_under_its_quoted_key(project: Path, tmp_path: Path) -> None:
     """The scale study's grid command (README "The scale study"): `-S profiles.scale.scale.sizes.500.lr=...`
-    changes the quoted size's recipe in place; no integer key 500 appears beside it."""
+    changes the quoted size's recipe in place; no integer key 500 appears beside it; the grid's one seed is a list."""
     from syncse.config import load_params
 
-    done, written = _exp_run(project, "profiles.scale.scale.sizes.500.lr=3e-5", "profiles.scale.scale.sizes.500.epochs=1.0")
+    done, written = _exp_run(project, "profiles.scale.scale.sizes.500.lr=3e-5", "profiles.scale.scale.sizes.500.epochs=1.0",
+                             "profiles.scale.train.seeds=[42]")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (tmp_path / "params.yaml").write_text(written)
     scale = load_params(tmp_path / "params.yaml", "scale").scale
     assert list(scale.sizes) == list(load_params(REPO / "params.yaml", "scale").scale.sizes)
     assert (scale.sizes["500"].lr, scale.sizes["500"].epochs) == (3e-5, 1.0)
+    assert load_params(tmp_path / "params.yaml", "scale").train.seeds == [42]
