@@ -21,6 +21,7 @@ model and settings) scores only the tasks it lacks. Cost (README "Transfer tasks
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import logging
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from syncse import transfer
 from syncse.config import load_params
 from syncse.data import write_json
 from syncse.encoders import load_encoder
@@ -77,34 +79,45 @@ def senteval_score(encoder: CachedEncoder, data_root: Path, key: str) -> tuple[f
 
 def compare(name: str, model: str, pooling: str, params: Any, keys: list[str], out: Path) -> dict[str, Any]:
     """Score each task of `keys` with ours and with SentEval on one encoding, rewriting `out/<name>.json` after
-    every task: a run that finds the record of an earlier one with the same settings scores only the tasks it
-    lacks (SentEval's classifier takes hours on a CPU, so a killed run keeps every task it finished)."""
+    every task: a run that finds the record of an earlier one with the same settings scores only what it lacks
+    (SentEval's classifier takes hours on a CPU, so a killed run keeps every task it finished), and our scores
+    again where syncse/transfer.py changed since (`ours_code`)."""
     cfg = params.evaluate
     settings = {"model": model, "pooling": pooling, "precision": resolve_precision(cfg.precision),
                 "max_seq_length": cfg.max_seq_length, "senteval_params": SIMCSE_TEST_PARAMS}
     path = out / f"{name}.json"
-    record = {**settings, "ours": {}, "senteval": {}, "senteval_cache_misses": 0, "sentences_encoded": 0, "seconds": {}}
+    ours_code = hashlib.sha256(Path(transfer.__file__).read_bytes()).hexdigest()[:12]  # our protocol's version
+    record = {**settings, "ours_code": ours_code, "ours": {}, "senteval": {}, "senteval_cache_misses": 0,
+              "sentences_encoded": 0, "seconds": {}}
     if path.exists():
         earlier = json.loads(path.read_text())
         if {k: earlier.get(k) for k in settings} == settings:
-            record |= {k: earlier[k] for k in ("ours", "senteval", "senteval_cache_misses", "sentences_encoded", "seconds")}
+            record |= {k: earlier[k] for k in ("senteval", "senteval_cache_misses", "sentences_encoded", "seconds")}
+            if earlier.get("ours_code") == ours_code:
+                record["ours"] = earlier["ours"]
+            else:
+                logger.warning("%s: our scores are from other code of syncse/transfer.py: scoring them again", path)
         else:
             logger.warning("%s holds scores of other settings: scoring every task again", path)
-    todo = [key for key in keys if key not in record["senteval"]]
+    todo = [key for key in keys if key not in record["ours"] or key not in record["senteval"]]
     if todo:
         logger.info("%s: scoring %s (%d of %d tasks already in %s)", name, todo, len(keys) - len(todo), len(keys), path)
         encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
                                               cfg.batch_size, cfg.precision), name)
     for key in todo:
-        encoded, encode_seconds, started = encoder.encoded, encoder.seconds, time.perf_counter()
-        record["ours"][key] = evaluate_transfer(encoder.embed, params.data.root, [key])[key]
-        ours_done = time.perf_counter()
-        record["senteval"][key], misses = senteval_score(encoder, Path(params.data.root), key)
-        record["senteval_cache_misses"] += misses
+        seconds = record["seconds"].setdefault(key, {})
+        encoded, encode_seconds = encoder.encoded, encoder.seconds
+        if key not in record["ours"]:
+            started = time.perf_counter()
+            record["ours"][key] = evaluate_transfer(encoder.embed, params.data.root, [key])[key]
+            seconds["ours"] = round(time.perf_counter() - started - (encoder.seconds - encode_seconds), 1)
+        if key not in record["senteval"]:
+            started, before = time.perf_counter(), encoder.seconds
+            record["senteval"][key], misses = senteval_score(encoder, Path(params.data.root), key)
+            record["senteval_cache_misses"] += misses
+            seconds["senteval"] = round(time.perf_counter() - started - (encoder.seconds - before), 1)
         record["sentences_encoded"] += encoder.encoded - encoded
-        record["seconds"][key] = {"encode": round(encoder.seconds - encode_seconds, 1),
-                                  "ours": round(ours_done - started - (encoder.seconds - encode_seconds), 1),
-                                  "senteval": round(time.perf_counter() - ours_done, 1)}
+        seconds["encode"] = round(encoder.seconds - encode_seconds, 1)
         write_json(path, record)
     for scorer in ("ours", "senteval"):  # the seven's average once all seven are in, as evaluate_transfer's
         if all(key in record[scorer] for key in TRANSFER_TASKS):

@@ -10,8 +10,9 @@ averaged as SentEval does, and their `avg`.
 Files are read as SentEval reads them (same encodings, whitespace tokens re-joined by one space as
 SimCSE's batcher does, empty lines of CR and MPQA kept as empty sentences) and rows are put in the
 order SentEval gives its classifier (by token count, then label), so that the same seeds give the same
-folds. Where the classifier differs from SentEval's (a converged L-BFGS fit on standardized features
-instead of Adam with early stopping on raw ones) is in the README, "Transfer tasks".
+folds. Where the classifier differs from SentEval's (L-BFGS to the optimum on centred features, Adam
+stopped early on raw ones; the same penalty on the weights, none on the bias) is in the README,
+"Transfer tasks".
 """
 
 from __future__ import annotations
@@ -152,11 +153,13 @@ TRANSFER_TASKS = tuple(TASKS)
 
 
 def classifier(penalty: float, n_train: int) -> Pipeline:
-    """Standardised features (fitted on the training rows), then a logistic regression whose L2 term is
-    SentEval's weight decay `penalty` on the mean loss: sklearn minimises C * sum(loss) + |w|^2 / 2,
-    i.e. n C (mean loss + |w|^2 / (2 n C)), so C = 1 / (penalty n). Without the scaling L-BFGS does not
-    converge on a decoder's raw mean-pooled states (README "Transfer tasks")."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0 / (penalty * n_train), max_iter=MAX_ITER))
+    """A logistic regression whose L2 term is SentEval's weight decay `penalty` on the mean loss: sklearn
+    minimises C * sum(loss) + |w|^2 / 2, i.e. n C (mean loss + |w|^2 / (2 n C)), so C = 1 / (penalty n).
+    The features are centred on the training rows, not scaled: the unpenalised intercept absorbs the mean,
+    so the optimum's weights are those of the raw features (the penalty keeps SentEval's meaning), while
+    L-BFGS converges on a decoder's mean-pooled states, whose large common offset it did not get past
+    (README "Transfer tasks")."""
+    return make_pipeline(StandardScaler(with_std=False), LogisticRegression(C=1.0 / (penalty * n_train), max_iter=MAX_ITER))
 
 
 def accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, penalty: float) -> float:
@@ -204,10 +207,10 @@ def dev_selected(train: tuple[np.ndarray, np.ndarray], dev: tuple[np.ndarray, np
 
 def features(split: Split, embed: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
     """A split's classifier input: the sentence embeddings, or for pairs SentEval's `[|u - v|, u * v]`."""
-    u = embed(split.texts)  # (n, dim)
+    u = np.asarray(embed(split.texts), dtype=np.float64)  # (n, dim); float64: float32 moved the decoder's TREC by up to 0.4
     if split.second is None:
         return u
-    v = embed(split.second)  # (n, dim)
+    v = np.asarray(embed(split.second), dtype=np.float64)  # (n, dim)
     return np.concatenate([np.abs(u - v), u * v], axis=1)  # (n, 2 dim)
 
 

