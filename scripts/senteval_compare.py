@@ -134,7 +134,8 @@ def markdown(records: dict[str, dict[str, Any]], keys: list[str]) -> str:
         for scorer in ("senteval", "ours"):
             cells = [f"{record[scorer][k]:.2f}" if k in record[scorer] else "–" for k in [*keys, "avg"]]
             lines.append("| " + " | ".join([name, scorer, *cells]) + " |")
-        gaps = [f"{record['ours'][k] - record['senteval'][k]:+.2f}" if k in record["ours"] else "–" for k in [*keys, "avg"]]
+        gaps = [f"{record['ours'][k] - record['senteval'][k]:+.2f}" if k in record["ours"] and k in record["senteval"] else "–"
+                for k in [*keys, "avg"]]
         lines.append("| " + " | ".join([name, "ours - SentEval", *gaps]) + " |")
     return "\n".join(lines)
 
