@@ -77,6 +77,24 @@ def senteval_score(encoder: CachedEncoder, data_root: Path, key: str) -> tuple[f
     return accuracy, encoder.encoded - before
 
 
+def cached_encoder(name: str, model: str, pooling: str, params: Any) -> CachedEncoder:
+    """`model` encoding as the evaluation stage does (`evaluate.*`), each sentence once."""
+    cfg = params.evaluate
+    return CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
+                                       cfg.batch_size, cfg.precision), name)
+
+
+def parse_and_start(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, Any]:
+    """The arguments (with `--params` and `--out` added) and the params, after logging is set up and SentEval
+    shimmed for this machine."""
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="results/transfer")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    shim_senteval(torch.cuda.is_available())
+    return args, load_params(args.params)
+
+
 def compare(name: str, model: str, pooling: str, params: Any, keys: list[str], out: Path) -> dict[str, Any]:
     """Score each task of `keys` with ours and with SentEval on one encoding, rewriting `out/<name>.json` after
     every task: a run that finds the record of an earlier one with the same settings scores only what it lacks
@@ -102,8 +120,7 @@ def compare(name: str, model: str, pooling: str, params: Any, keys: list[str], o
     todo = [key for key in keys if key not in record["ours"] or key not in record["senteval"]]
     if todo:
         logger.info("%s: scoring %s (%d of %d tasks already in %s)", name, todo, len(keys) - len(todo), len(keys), path)
-        encoder = CachedEncoder(encode_fn_for(load_encoder(model, pooling, max_seq_length=cfg.max_seq_length),
-                                              cfg.batch_size, cfg.precision), name)
+        encoder = cached_encoder(name, model, pooling, params)
     for key in todo:
         seconds = record["seconds"].setdefault(key, {})
         encoded, encode_seconds = encoder.encoded, encoder.seconds
@@ -146,12 +163,7 @@ def main() -> None:
                         help="a model as the evaluation stage takes it, pooling auto: ST directory, package:<module>, "
                              "gguf:<name>[:k], or train.base (the training base and train.pooler)")
     parser.add_argument("--tasks", nargs="+", default=list(TRANSFER_TASKS), choices=TRANSFER_TASKS)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="results/transfer")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    shim_senteval(torch.cuda.is_available())
-    params = load_params(args.params)
+    args, params = parse_and_start(parser)
     records = {}
     for spec in args.model:
         name, _, model = spec.partition("=")

@@ -20,13 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from senteval_compare import SIMCSE_TEST_PARAMS, shim_senteval
+from senteval_compare import SIMCSE_TEST_PARAMS, cached_encoder, parse_and_start
 
-from syncse.config import load_params
 from syncse.data import write_json
-from syncse.encoders import load_encoder
-from syncse.evaluate import CachedEncoder, encode_fn_for
 from syncse.transfer import TASKS, features, train_cv
 
 logger = logging.getLogger("senteval_offsets")
@@ -55,16 +51,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, metavar="NAME=MODEL", help="as senteval_compare's --model")
     parser.add_argument("--task", default="mrpc", choices=["mrpc", "trec"])
     parser.add_argument("--centre", nargs="+", default=["0", "1", "3", "all"], help="column counts to centre, or all")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="results/transfer")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    shim_senteval(torch.cuda.is_available())
-    params = load_params(args.params)
+    args, params = parse_and_start(parser)
     name, _, model = args.model.partition("=")
-    cfg = params.evaluate
-    encoder = CachedEncoder(encode_fn_for(load_encoder(model, "auto", max_seq_length=cfg.max_seq_length),
-                                          cfg.batch_size, cfg.precision), name)
+    encoder = cached_encoder(name, model, "auto", params)
     splits = TASKS[args.task].load(params.data.root)
     train = (features(splits["train"], encoder.embed), splits["train"].labels)
     test = (features(splits["test"], encoder.embed), splits["test"].labels)
