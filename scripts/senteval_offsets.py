@@ -23,7 +23,7 @@ import numpy as np
 from senteval_compare import SIMCSE_TEST_PARAMS, cached_encoder, parse_and_start
 
 from syncse.data import write_json
-from syncse.transfer import TASKS, features, train_cv
+from syncse.transfer import SEED, TASKS, features, train_cv
 
 logger = logging.getLogger("senteval_offsets")
 
@@ -41,7 +41,7 @@ def senteval_kfold(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
     """SentEval's KFoldClassifier with SimCSE's test-mode params: its CV accuracy on train and its test accuracy."""
     from senteval.tools.validation import KFoldClassifier
 
-    config = {**SIMCSE_TEST_PARAMS, "nclasses": classes, "seed": 1111, "nhid": 0}
+    config = {**SIMCSE_TEST_PARAMS, "nclasses": classes, "seed": SEED, "nhid": 0}
     cv, test_accuracy, _ = KFoldClassifier({"X": train[0], "y": train[1]}, {"X": test[0], "y": test[1]}, config).run()
     return float(cv), float(test_accuracy)
 
