@@ -61,6 +61,11 @@ class TransferTask:
     protocol: str
     read: Callable[[Path, tuple[str, ...]], dict[str, Split]]  # (senteval folder, files) -> splits
 
+    @property
+    def name(self) -> str:
+        """The task's display name, as SentEval and the papers write it (MR, SST-2): its description's head."""
+        return self.description.split(":", 1)[0]
+
     def load(self, root: str | Path) -> dict[str, Split]:
         """The task's splits from the data root `root` (its files under `root/senteval/`)."""
         return self.read(Path(root) / FOLDER, self.files)

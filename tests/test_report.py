@@ -273,6 +273,7 @@ def test_transfer_scores_reach_the_table_and_the_page(tmp_path: Path) -> None:
     assert not any(label.startswith("paper:") for label in transferred.index)  # the paper's summary gives no transfer scores
     page = report.transfer_markdown(EvaluateConfig(transfer=True), transferred)
     assert "| SynCSE-partial | 81.00 | 91.00 | 86.00 |" in page and "accuracy x100" in page
+    assert "| model | MR | TREC | avg |" in page  # the tasks as SentEval names them, not their keys
     table = report.metrics_table(report.sts_table(tmp_path, rows, paper=False), report.rerank_table(tmp_path, rows), None, transferred)
     assert table["SynCSE-partial"]["transfer_avg"] == 86.0 and "transfer_avg" not in table["base (zero-shot)"]
     assert "rerank_avg" not in table["SynCSE-partial"]

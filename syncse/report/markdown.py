@@ -17,6 +17,7 @@ import pandas as pd
 
 from syncse.config import EvaluateConfig, Params
 from syncse.report.tables import COLUMNS, LABELS, PAPER, PAPER_ORDER, label, read_json
+from syncse.transfer import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def transfer_markdown(cfg: EvaluateConfig, transferred: pd.DataFrame) -> str:
     if not transferred.empty:
         return _scores_markdown("**Transfer tasks** (SentEval, SimCSE's test mode: accuracy x100 of a logistic regression "
                                 "on the frozen embeddings; README \"Transfer tasks\"; the paper's summary gives no scores "
-                                "to set beside them):", transferred)
+                                "to set beside them):", transferred.rename(columns=lambda key: TASKS[key].name if key in TASKS else key))
     if cfg.transfer:
         return "**Transfer tasks**: `evaluate.transfer` is true, but no evaluation stage wrote scores.\n"
     return ("**Transfer tasks** (MR, CR, SUBJ, MPQA, SST-2, TREC, MRPC): **not run**. `evaluate.transfer` is false "
