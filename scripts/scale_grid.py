@@ -27,10 +27,23 @@ RECIPE = "profiles.scale.scale.sizes.{size}.{key}"
 DEV = re.compile(r"^studies/scale/metrics/train/(.+-\d+)\.json:best\.avg$")
 
 
+def in_state(shown: list[dict], *states: str) -> list[str]:
+    """The names (or revisions) of the experiments of `dvc exp show` in one of `states` (Queued, Running, Failed)."""
+    return [str(run.get("Experiment") or run.get("rev")) for run in shown if run.get("State") in states]
+
+
 def grid_runs(num: int, study_sizes: list[int]) -> list[dict]:
-    """One entry per finished experiment: its name, its recipe at each size, each point's selected dev avg."""
+    """One entry per finished experiment: its name, its recipe at each size, each point's selected dev avg.
+    Refuses while any experiment is queued or running (`dvc queue start` returns at once): a recipe still
+    training would silently be left out of the choice."""
+    shown = dvc.api.exp_show(num=num)
+    if waiting := in_state(shown, "Queued", "Running"):
+        raise SystemExit(f"{len(waiting)} experiment(s) still queued or running ({', '.join(waiting)}): "
+                         "wait for them (`dvc queue status`), then run this again")
+    if failed := in_state(shown, "Failed"):
+        print(f"left out, failed (`dvc queue logs <name>`): {', '.join(failed)}")
     runs = []
-    for run in dvc.api.exp_show(num=num):
+    for run in shown:
         dev = {m.group(1): value for key, value in run.items() if (m := DEV.match(key)) and isinstance(value, float)}
         if run.get("Experiment") and dev:
             recipes = {str(n): {k: run.get(RECIPE.format(size=n, key=k)) for k in ("lr", "epochs", "eval_steps")} for n in study_sizes}

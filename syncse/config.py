@@ -110,6 +110,7 @@ class LLMConfig:
     base_url: str = "https://api.openai.com/v1"  # openai backend only (vLLM, llama.cpp, Ollama: their /v1)
     api_key_env: str = "OPENAI_API_KEY"  # openai backend: name of the env variable holding the key
     cache_dir: str = ".cache/llm"  # content-addressed response cache: reruns resume for free
+    replay_only: bool = False  # never send: every response must be in cache_dir already; a miss fails the stage
     model_dir: str = ".cache/models"  # where split GGUF parts are assembled
     max_in_flight: int = checked(2, ge=1)  # concurrent requests (raise it for a remote API; embedded: slots are the limit)
     max_retries: int = checked(6, ge=0)  # per request, on 408/409/429/5xx, timeouts, malformed bodies

@@ -184,7 +184,8 @@ def plot_curve(curve: pd.DataFrame, base: float, anchors: Mapping[str, float]) -
 
 def recipe_grid(runs: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -> pd.DataFrame:
     """The recipe grid by size: a row per run and size with the recipe it tried and the mean over variants of
-    the points' selected dev avg; `kept` marks, per size, the run with the best mean (dev only, never a test score).
+    the points' selected dev avg; `kept` marks, per size, the run with the best mean (dev only, never a test score)
+    among the runs that have a point of every variant any run has there (means over the same variants only).
 
     Args:
         runs: one mapping per finished grid run: `name`, `sizes` (the run's `scale.sizes`: N -> lr, epochs,
@@ -194,12 +195,15 @@ def recipe_grid(runs: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -
     rows = []
     for run in runs:
         for size in study_sizes:
-            scores = [v for k, v in run["dev"].items() if k.rsplit("-", 1)[1] == str(size)]
+            scores = {k.rsplit("-", 1)[0]: v for k, v in run["dev"].items() if k.rsplit("-", 1)[1] == str(size)}
             rows.append({"run": run["name"], "size": size, **run["sizes"][str(size)],
-                         "dev_avg": sum(scores) / len(scores) if scores else float("nan"), "points": len(scores)})
-    grid = pd.DataFrame(rows, columns=["run", "size", "lr", "epochs", "eval_steps", "dev_avg", "points"])
-    complete = grid[grid.points.gt(0) & grid.points.eq(grid.groupby("size").points.transform("max"))]  # a run missing a point competes with none
-    return grid.assign(kept=grid.index.isin(complete.groupby("size")["dev_avg"].idxmax().values))
+                         "dev_avg": sum(scores.values()) / len(scores) if scores else float("nan"),
+                         "points": len(scores), "variants": frozenset(scores)})
+    grid = pd.DataFrame(rows, columns=["run", "size", "lr", "epochs", "eval_steps", "dev_avg", "points", "variants"])
+    every = {size: frozenset().union(*sets) for size, sets in grid.groupby("size").variants}
+    complete = grid[grid.points.gt(0) & (grid.variants == grid["size"].map(every))]  # a run missing a point competes with none
+    return grid.assign(kept=grid.index.isin(complete.groupby("size")["dev_avg"].idxmax().values),
+                       variants=grid.variants.map(lambda names: ",".join(sorted(names))))
 
 
 def grid_markdown(grid: pd.DataFrame) -> str:

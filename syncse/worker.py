@@ -13,11 +13,15 @@ Example:
     python -m syncse.worker partial & python -m syncse.worker partial & wait
     dvc repro synthesize@partial
     python -m syncse.worker partial --profile scale   # the scale study's bank (studies/scale/dvc.yaml)
+
+A worker always generates what is missing, even where the params say `llm.replay_only` (the scale
+profile's stages do: they only read the bank the workers fill).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 from syncse.config import load_params
@@ -40,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2"):  # one line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     params = load_params(args.params, args.profile)
-    with open_client(params.llm) as client:
-        result = synthesize(args.name, client, params.synth, params.llm, params.seed, params.data.root)
+    llm = dataclasses.replace(params.llm, replay_only=False)  # a worker fills the cache that replaying stages read
+    with open_client(llm) as client:
+        result = synthesize(args.name, client, params.synth, llm, params.seed, params.data.root)
         stats = client.stats
     logger.info("worker %s done: %d requests, %d answered from the cache (this or other workers' responses), "
                 "%d rows kept", args.name, stats.requests, stats.cache_hits, len(result.triplets))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncse.config import LLMConfig
-from syncse.llm import ChatClient, ChatRequest, ResponseCache, cache_namespace, open_client
+from syncse.llm import EMBEDDED_MODELS, ChatClient, ChatRequest, ResponseCache, cache_namespace, gguf_namespace, open_client
 from syncse.testing import FakeOpenAIServer
 
 KEY = "sk-test-cached-0123456789"
@@ -52,6 +52,24 @@ def test_cache_namespace_is_the_embedded_clients(tmp_path: Path) -> None:
         assert chat.namespace == cache_namespace(cfg)
     with pytest.raises(ValueError, match="openai-batch"):
         cache_namespace(LLMConfig(backend="vllm"))
+
+
+def test_replay_only_opens_no_server_and_no_model_file(tmp_path: Path) -> None:
+    """An embedded study replays its bank without the model: the namespace is the shipped model's declared
+    digest (the one `resolve_gguf` checks the assembled file against), nothing is assembled, a miss is not sent."""
+    cfg = LLMConfig(backend="embedded", model="qwen2.5-coder-1.5b", model_dir=str(tmp_path / "models"),
+                    cache_dir=str(tmp_path / "cache"), replay_only=True, progress=False)
+    namespace = gguf_namespace(EMBEDDED_MODELS["qwen2.5-coder-1.5b"].sha256)
+    assert cache_namespace(cfg) == namespace
+    banked = requests(2)[0]
+    writer = ChatClient("http://127.0.0.1:9/v1", cfg.model, "unused", cfg.cache_dir, namespace)
+    writer.cache.put(writer.key(banked), {"choices": [{"message": {"content": "banked"}}], "usage": {}})
+    with open_client(cfg) as chat:
+        assert chat.namespace == namespace
+        first, second = chat.complete(requests(2))
+    assert first.content == "banked" and first.cached
+    assert second.error == "budget" and chat.stats.skipped_budget == 1  # the miss, never sent
+    assert not (tmp_path / "models").exists()  # no 1.1 GB model assembled to read its responses
 
 
 def test_the_cache_counts_its_responses_and_llama_cpp_hours_per_generator(tmp_path: Path) -> None:

@@ -310,3 +310,5 @@ def test_the_grid_keeps_per_size_the_recipe_with_the_best_mean_dev() -> None:
     assert kept.loc[1000, ["run", "lr", "epochs", "dev_avg"]].tolist() == ["b", 3e-5, 1.0, 63.0]
     assert grid.set_index(["run", "size"]).loc[("c", 1000), "points"] == 1
     assert "| **1,000** | **b** | **3e-05** | **1** | **16** | **63.00** | **2** |" in scale_report.grid_markdown(grid)
+    other = scale_report.recipe_grid([runs[0], run("d", 1e-5, {"unsup-100": 70.0, "partial-100": 70.0})], [100])
+    assert not other.kept.any()  # as many points, other variants: neither mean is over every variant

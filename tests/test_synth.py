@@ -173,6 +173,24 @@ def test_one_budget_across_stages_and_resumes(tmp_path: Path, monkeypatch: pytes
     assert len(ledger) == paid and len({entry["key"] for entry in ledger}) == paid  # one line per paid response
 
 
+def test_replay_only_sends_nothing_and_fails_with_what_the_cache_lacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`llm.replay_only` (the scale study's stages): a cache that holds every response replays the same
+    triplets with no server, no key; one short of rows fails the stage, naming the count, sending nothing."""
+    monkeypatch.setattr(pipelines, "nli_premises", lambda root: ANCHORS)
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    cfg = SynthConfig(n_partial=12, exemplar_block=4)
+    with FakeOpenAIServer(responder, api_key=KEY) as server:
+        banked = run("partial", fake_llm(server, tmp_path), cfg)
+        sent = sum(server.log.attempts.values())
+        monkeypatch.delenv("SYNCSE_TEST_KEY")  # replaying needs no key
+        replayed = run("partial", fake_llm(server, tmp_path, replay_only=True), cfg)
+        assert [asdict_row(t) for t in replayed.triplets] == [asdict_row(t) for t in banked.triplets]
+        assert replayed.metrics["cache_hits"] == replayed.metrics["requests"] > 0
+        with pytest.raises(BudgetExceeded, match=r"llm.replay_only is true and 4 of 16 requested rows need responses"):
+            run("partial", fake_llm(server, tmp_path, replay_only=True), replace(cfg, n_partial=16))
+        assert sum(server.log.attempts.values()) == sent  # nothing was sent by either replay
+
+
 def test_responses_without_usage_are_charged_from_a_local_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipelines, "nli_premises", lambda root: ANCHORS)
     monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)

@@ -102,13 +102,14 @@ def test_claims_of_dead_or_silent_workers_are_taken_over(tmp_path: Path) -> None
 
 def worker_params(tmp_path: Path, base_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A params file for workers against the fake server: 24 partial anchors into `cache`, and a
-    profile `bank` that sends 8 into `bank` instead."""
+    profile `bank` whose stages only replay (`llm.replay_only`, as the scale profile's) 8 from `bank` instead."""
     raw = {"seed": 7, "data": {"root": str(REPO / "data")},
            "llm": {"backend": "openai", "model": "fake-model", "base_url": base_url,
                    "api_key_env": "SYNCSE_TEST_KEY", "cache_dir": str(tmp_path / "cache"), "max_in_flight": 3,
                    "claim_poll_s": 0.02, "progress": False},
            "synth": {"n_partial": 24},
-           "profiles": {"bank": {"llm": {"cache_dir": str(tmp_path / "bank")}, "synth": {"n_partial": 8}}}}
+           "profiles": {"bank": {"llm": {"cache_dir": str(tmp_path / "bank"), "replay_only": True},
+                                "synth": {"n_partial": 8}}}}
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
@@ -159,7 +160,8 @@ def test_banking_the_study_cache_while_a_worker_runs_skips_its_in_flight_files()
 
 def test_a_worker_with_a_profile_fills_that_profiles_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--profile bank` works on the profile's stage (its anchors, its cache), as a study's bank is
-    generated (`python -m syncse.worker partial --profile scale`)."""
+    generated (`python -m syncse.worker partial --profile scale`): the worker generates although the
+    profile's stages only replay, and the stage then replays it all."""
     from syncse.config import load_params
     from syncse.llm import open_client
     from syncse.synth import synthesize
@@ -171,6 +173,7 @@ def test_a_worker_with_a_profile_fills_that_profiles_cache(tmp_path: Path, monke
         assert done.returncode == 0
         sent = sum(server.log.attempts.values())
         params = load_params(params_file, "bank")
+        assert params.llm.replay_only
         with open_client(params.llm) as client:
             result = synthesize("partial", client, params.synth, params.llm, params.seed, params.data.root)
         assert sum(server.log.attempts.values()) == sent > 0  # the profile's stage: all from the bank

@@ -41,18 +41,25 @@ def resolve_gguf(model: str, model_dir: str | Path) -> tuple[Path, str]:
     Split models are concatenated in order into `model_dir` (atomically) and every shipped
     model is checked against its sha256 (`syncse.shipped`).
     """
+    digest = gguf_digest(model)
     if model.endswith(".gguf"):
-        path = Path(model)
-        if not path.is_file():
-            raise LLMError(f"GGUF file not found: {path}")
-        return path, file_sha256(path)
-    if model not in EMBEDDED_MODELS:
-        raise ValueError(f"unknown embedded model {model!r}; expected one of {sorted(EMBEDDED_MODELS)} or a .gguf path")
-    spec = EMBEDDED_MODELS[model]
+        return Path(model), digest
     try:
-        return assemble(spec, model_dir), spec.sha256
+        return assemble(EMBEDDED_MODELS[model], model_dir), digest
     except ShippedFileError as err:
         raise LLMError(str(err)) from None
+
+
+def gguf_digest(model: str) -> str:
+    """The sha256 of the GGUF for `model` without assembling it: a shipped model's declared digest
+    (`resolve_gguf` checks the assembled file against it), a `.gguf` path's hashed."""
+    if model.endswith(".gguf"):
+        if not Path(model).is_file():
+            raise LLMError(f"GGUF file not found: {model}")
+        return file_sha256(model)
+    if model not in EMBEDDED_MODELS:
+        raise ValueError(f"unknown embedded model {model!r}; expected one of {sorted(EMBEDDED_MODELS)} or a .gguf path")
+    return EMBEDDED_MODELS[model].sha256
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ class BudgetTracker:
     With a `ledger`, the caps apply to its total (every stage and run sharing the cache);
     without one, to this tracker's own charges. Cache hits are free. Requests already in flight
     when the cap is crossed still complete, so a run may overshoot by at most `max_in_flight`
-    responses per worker.
+    responses per worker. `replay_only` is a cap of nothing at all: no request is ever sent.
     """
 
     def __init__(
@@ -88,12 +88,14 @@ class BudgetTracker:
         usd_per_1m_input: float = 0.0,
         usd_per_1m_output: float = 0.0,
         ledger: SpendLedger | None = None,
+        replay_only: bool = False,
     ) -> None:
         self.max_tokens = max_tokens
         self.max_usd = max_usd
         self.usd_per_1m_input = usd_per_1m_input
         self.usd_per_1m_output = usd_per_1m_output
         self.ledger = ledger
+        self.replay_only = replay_only
         self.paid_tokens = 0  # by this tracker
         self.paid_usd = 0.0
         self.exhausted = False
@@ -112,6 +114,12 @@ class BudgetTracker:
 
     def allow(self) -> bool:
         """Whether another request may be sent; logs once when the cap is first reached."""
+        if self.replay_only:
+            with self._lock:
+                if not self.exhausted:
+                    self.exhausted = True
+                    logger.warning("llm.replay_only: a response is not in the cache; nothing will be sent")
+            return False
         if self.max_tokens is None and self.max_usd is None:
             return True
         tokens, usd = self.totals()
@@ -135,6 +143,11 @@ class BudgetTracker:
 
     def stop_message(self, what: str, missing: int, requested: int) -> str:
         """What a stage stopped by the cap tells its user: spent, missing, how to go on."""
+        if self.replay_only:
+            return (f"{what}: llm.replay_only is true and {missing:,} of {requested:,} requested rows need "
+                    "responses that are not in llm.cache_dir; nothing was sent. Fill the cache first (a study's "
+                    "bank: `python -m syncse.worker <pipeline> --profile <profile>`, README \"The bank\"; or "
+                    "`dvc pull` its cache) or set llm.replay_only: false to generate them in this stage.")
         tokens, usd = self.totals()
         where = f" (ledger: {self.ledger.path})" if self.ledger is not None else ""
         return (f"{what}: budget cap reached after paying {tokens:,} tokens, ${usd:.2f} in all{where}; "

@@ -262,14 +262,14 @@ def synthesize(
             result = _partial(client, cfg, pools, seed, data_root, aids, llm.reject_retries, check)
         else:
             result = _scratch(client, cfg, pools, seed, aids, llm.reject_retries, check)
+    missing = budget_missing(result)
+    if missing:  # never train on a silently truncated set: fail the stage (before the judge), keep what was paid for
+        raise BudgetExceeded(client.budget.stop_message(f"synthesize {name}", missing, result.metrics["requested"]))
     if MARGIN in cfg.filters:
         _margin_pass(result, cfg)
     if check is not None:
         result.metrics.update(check.metrics())
     result.metrics.update(negative_instructions(result.triplets, pools))
-    missing = budget_missing(result)
-    if missing:  # never train on a silently truncated set: fail the stage, keep what was paid for
-        raise BudgetExceeded(client.budget.stop_message(f"synthesize {name}", missing, result.metrics["requested"]))
     result.metrics.update(run_metrics(result, client, time.perf_counter() - started))
     logger.info("%s: kept %d of %d requested; drops %s", name, len(result.triplets),
                 result.metrics["requested"], dict(result.drops))
