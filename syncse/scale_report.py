@@ -7,6 +7,7 @@ exceeds both points' standard deviation over seeds, `syncse.report.verdict`) and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ import pandas as pd
 from syncse.report import PAPER_ORDER, label, md_table, read_json, spread_margin, verdict
 from syncse.scale import point_name
 
+logger = logging.getLogger(__name__)
+
 PAIR = "partial-pair"  # the ablation line: SynCSE-partial synthesized with `synth.on_bad_negative: pair`
 LINE_LABELS = {PAIR: "SynCSE-partial (pairs kept)"}  # lines the report's `label` does not name
+GRID_METRICS = "studies/scale/metrics/train/"  # a grid run's points: <variant>-<N>.json, selected dev avg at best.avg
 CURVE_COLUMNS = ["line", "variant", "size", "rows", "avg", "std", "n_seeds", "dev_avg", "absent"]
 
 
@@ -180,6 +184,31 @@ def plot_curve(curve: pd.DataFrame, base: float, anchors: Mapping[str, float]) -
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def grid_runs(shown: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """The finished grid runs in `dvc exp show --json` (its nested form: the flattened `dvc.api.exp_show` drops a
+    metric's file when only one file has it): each run's name, its recipe at each size (`profiles.scale.scale.sizes`)
+    and each point's selected dev avg (`studies/scale/metrics/train/<variant>-<N>.json`, `best.avg`; an absent point
+    has none). A failed run is left out. Raises ValueError while any experiment is queued or running: its recipe would
+    silently be left out of the choice."""
+    experiments = [(exp.get("name") or exp["revs"][0]["rev"][:7], (exp.get("executor") or {}).get("state"),
+                    exp["revs"][0].get("data") or {}) for baseline in shown for exp in baseline.get("experiments") or []]
+    waiting = sorted(name for name, state, _ in experiments if state in ("queued", "running"))
+    if waiting:
+        raise ValueError(f"{len(waiting)} experiment(s) still queued or running ({', '.join(waiting)}): "
+                         "wait for them (`dvc queue status`), then read the grid")
+    runs = []
+    for name, state, data in experiments:
+        if state == "failed":
+            logger.warning("grid: experiment %s failed (`dvc queue logs %s`): left out", name, name)
+            continue
+        dev = {Path(path).stem: m["data"]["best"]["avg"] for path, m in (data.get("metrics") or {}).items()
+               if path.startswith(GRID_METRICS) and "best" in (m.get("data") or {})}
+        if dev:
+            recipes = data["params"]["params.yaml"]["data"]["profiles"]["scale"]["scale"]["sizes"]
+            runs.append({"name": name, "sizes": {str(n): recipes.get(str(n), {}) for n in study_sizes}, "dev": dev})
+    return runs
 
 
 def recipe_grid(runs: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -> pd.DataFrame:

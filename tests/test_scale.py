@@ -99,16 +99,16 @@ def test_a_recipe_change_reruns_only_its_size(tmp_path: Path) -> None:
     assert ran == {*(f"train@{v}-500" for v in variants), "train_pair@partial-500", "report"}  # evaluations follow the models
 
 
-# --------------------------------------------------------------------------- absent points, through the stages
+# --------------------------------------------------------------------------- points, through the stages
 
 
-def test_a_size_past_the_pool_is_absent_not_trained_short(tmp_path: Path, data_root: Path, tiny_bert: str) -> None:
-    """On a 24-row synthesized pool, partial at 8 rows trains (two seeds, 8 rows each); at 64 rows every
-    output of its training and evaluation stages says it is absent, and no model is trained."""
+def _trainable(root: Path, data_root: Path, tiny_bert: str, seeds: list[int], sizes: list[int]) -> Path:
+    """The study's project at `root` training the tiny BERT on small real data, 24 synthesized rows a pool
+    (partial's, scratch's and the ablation's) and `sizes` with one recipe."""
     from syncse.data import Triplet, load_nli_triplets, write_triplets
     from test_pipeline import _small_data
 
-    root = _project(tmp_path)
+    _project(root)
     _small_data(data_root, root / "data")
     for folder in ("SNLI", "SNLI_CAD_original", "MNLI_sample", "wiki1m"):
         shutil.copytree(data_root / folder, root / "data" / folder)
@@ -116,12 +116,38 @@ def test_a_size_past_the_pool_is_absent_not_trained_short(tmp_path: Path, data_r
     params["train"].update(base=tiny_bert, pooler="cls", attention_dropout=None, batch_size=4, precision="fp32")
     params["evaluate"]["max_seq_length"] = 64  # the tiny model's positions
     profile = params["profiles"]["scale"]
-    profile["train"]["seeds"] = [3, 4]
-    profile["scale"]["sizes"] = {"8": {"lr": 1e-4, "epochs": 1.0, "eval_steps": 1}, "64": {"lr": 1e-4, "epochs": 1.0, "eval_steps": 1}}
+    profile["train"]["seeds"] = seeds
+    profile["scale"]["sizes"] = {str(n): {"lr": 1e-4, "epochs": 1.0, "eval_steps": 1} for n in sizes}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     nli = load_nli_triplets(data_root)[:24]
-    for name in ("partial", "scratch"):
-        write_triplets(root / f"studies/scale/artifacts/synth/{name}.jsonl", [Triplet(t.premise, t.entailment, t.contradiction, name) for t in nli])
+    for folder, name in (("studies/scale", "partial"), ("studies/scale", "scratch"), ("studies/scale/pair", "partial")):
+        write_triplets(root / f"{folder}/artifacts/synth/{name}.jsonl", [Triplet(t.premise, t.entailment, t.contradiction, name) for t in nli])
+    return root
+
+
+def test_a_queued_grid_run_trains_on_the_committed_synthesis(tmp_path: Path, data_root: Path, tiny_bert: str) -> None:
+    """The README's grid, as the repository holds it (data in `data.dvc`, `.gitignore`'s artifacts): with the
+    study's synthesis committed (lock and DVC cache), an experiment in a temporary copy (`dvc exp run --temp`, the
+    executor `--queue` uses), where the git-ignored bank is absent, takes the triplets from the DVC cache and
+    trains; synthesis (replay only, nothing banked there) is not run, and `grid_runs` reads its point and recipe."""
+    root = _trainable(tmp_path, data_root, tiny_bert, [3], [8])
+    shutil.copy(REPO / ".gitignore", root / ".gitignore")
+    run_cli(["dvc", "add", "-q", "data"], root)
+    commit_placeholders(root)  # the synthesized triplets as they are, every other output a placeholder; all up to date
+    run_cli(["git", "add", "-A"], root)
+    run_cli(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "synthesized"], root)
+    out = run_cli(["dvc", "exp", "run", "--temp", f"{STUDY}:train@partial-8", "-S", "profiles.scale.scale.sizes.8.lr=3e-5"], root)
+    assert f"Running stage '{STUDY}:train@partial-8'" in out and f"Running stage '{STUDY}:synthesize" not in out
+    (run,) = scale_report.grid_runs(json.loads(run_cli(["dvc", "exp", "show", "--json"], root)), [8])
+    assert run["sizes"] == {"8": {"lr": 3e-5, "epochs": 1.0, "eval_steps": 1}} and list(run["dev"]) == ["partial-8"]
+    committed = run_cli(["git", "ls-tree", "-r", "--name-only", run_cli(["git", "for-each-ref", "--format=%(objectname)", "refs/exps"], root).strip()], root)
+    assert "train/partial-8.json" in committed and "checkpoints" not in committed  # metrics in git, checkpoints ignored
+
+
+def test_a_size_past_the_pool_is_absent_not_trained_short(tmp_path: Path, data_root: Path, tiny_bert: str) -> None:
+    """On a 24-row synthesized pool, partial at 8 rows trains (two seeds, 8 rows each); at 64 rows every
+    output of its training and evaluation stages says it is absent, and no model is trained."""
+    root = _trainable(tmp_path, data_root, tiny_bert, [3, 4], [8, 64])
     for stage in ("train@partial-8", "train@partial-64", "evaluate@partial-64"):
         run_cli(["dvc", "repro", "--single-item", f"{STUDY}:{stage}"], root)
     study = root / "studies/scale"
