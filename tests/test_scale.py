@@ -338,3 +338,18 @@ def test_the_grid_keeps_per_size_the_recipe_with_the_best_mean_dev() -> None:
     assert "| **1,000** | **b** | **3e-05** | **1** | **16** | **63.00** | **2** |" in scale_report.grid_markdown(grid)
     other = scale_report.recipe_grid([runs[0], run("d", 1e-5, {"unsup-100": 70.0, "partial-100": 70.0})], [100])
     assert not other.kept.any()  # as many points, other variants: neither mean is over every variant
+
+
+def test_the_grid_reader_waits_for_queued_runs_and_leaves_out_failed_ones() -> None:
+    """`grid_runs` on `dvc exp show --json`'s shape: a queued or running experiment stops it; a failed one is left out."""
+    def exp(name: str, state: str | None) -> dict:
+        metrics = {"studies/scale/metrics/train/sup-100.json": {"data": {"best": {"avg": 60.0}}}}
+        params = {"params.yaml": {"data": {"profiles": {"scale": {"scale": {"sizes": {"100": {"lr": 1e-4}}}}}}}}
+        return {"name": name, "executor": {"state": state} if state else None,
+                "revs": [{"rev": "abcdef0123", "data": {"metrics": metrics, "params": params}}]}
+
+    shown = [{"rev": "workspace", "experiments": None}, {"rev": "main", "experiments": [exp("done", None), exp("bad", "failed")]}]
+    assert [r["name"] for r in scale_report.grid_runs(shown, [100])] == ["done"]
+    shown[1]["experiments"].append(exp("later", "queued"))
+    with pytest.raises(ValueError, match=r"1 experiment\(s\) still queued or running \(later\)"):
+        scale_report.grid_runs(shown, [100])
