@@ -21,6 +21,7 @@ import pytest
 from syncse.config import LLMConfig
 from syncse.llm import (
     EMBEDDED_MODELS,
+    LEDGER_FILE,
     BudgetTracker,
     ChatClient,
     ChatRequest,
@@ -176,16 +177,38 @@ def test_retry_after_from_the_server_is_waited_for(tmp_path: Path) -> None:
 
 
 def test_ledger_is_shared_by_concurrent_processes(tmp_path: Path) -> None:
-    """Two processes append 200 charges each to one ledger: no line is lost or torn, and a
-    reader (a later stage or a resumed run) sees the sum of both."""
-    script = ("import sys\nfrom syncse.llm import SpendLedger\nledger = SpendLedger(sys.argv[1])\n"
+    """Two processes append 200 charges each to one ledger whose segments close at 4 KB: no line is
+    lost or torn, the segments follow each other (none much past the size), and a reader (a later
+    stage or a resumed run) sees the sum of both."""
+    script = ("import sys\nfrom syncse.llm import SpendLedger\nledger = SpendLedger(sys.argv[1], segment_bytes=4096)\n"
               "for i in range(200):\n    ledger.record(f'{sys.argv[2]}-{i}', 10, 5, 0.001, False)\n")
     path = tmp_path / "ledger.jsonl"
     workers = [subprocess.Popen([sys.executable, "-c", script, str(path), name]) for name in ("a", "b")]
     assert [worker.wait() for worker in workers] == [0, 0]
     ledger = SpendLedger(path)
     assert ledger.tokens == 400 * 15 and ledger.usd == pytest.approx(0.4)
-    assert len({json.loads(line)["key"] for line in path.read_text().splitlines()}) == 400
+    segments = ledger.segments()
+    assert list(segments) == list(range(len(segments))) and len(segments) >= 400 * 100 // 4096
+    lines = [line for segment in segments.values() for line in segment.read_text().splitlines()]
+    assert len({json.loads(line)["key"] for line in lines}) == len(lines) == 400
+    assert all(segment.stat().st_size < 4096 + 2 * len(lines[0]) + 8 for segment in segments.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(s.name for s in segments.values())
+
+
+def test_a_full_ledger_goes_on_in_its_next_segment(tmp_path: Path) -> None:
+    """A ledger written before segments (one file past the size) stays the first segment: the next
+    charge opens `ledger.1.jsonl`, and the totals count both."""
+    path = tmp_path / LEDGER_FILE
+    old = SpendLedger(path, segment_bytes=10**9)
+    for i in range(30):
+        old.record(f"old-{i}", 100, 20, 0.5, False)
+    ledger = SpendLedger(path, segment_bytes=path.stat().st_size)
+    assert (ledger.tokens, ledger.usd) == (30 * 120, pytest.approx(15.0))
+    ledger.record("new", 7, 3, 0.25, True)
+    assert [p.name for p in ledger.segments().values()] == [LEDGER_FILE, "ledger.1.jsonl"]
+    assert len(path.read_text().splitlines()) == 30
+    assert json.loads((tmp_path / "ledger.1.jsonl").read_text())["key"] == "new"
+    assert (SpendLedger(path).tokens, SpendLedger(path).usd) == (30 * 120 + 10, pytest.approx(15.25))
 
 
 def test_budget_cap_stops_cleanly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

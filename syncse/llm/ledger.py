@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,49 +16,75 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-LEDGER_FILE = "ledger.jsonl"  # beside the response cache: what every run using it has paid
+LEDGER_FILE = "ledger.jsonl"  # beside the response cache: what every run using it has paid (its first segment)
+SEGMENT_BYTES = 1 << 20  # a segment this full is closed: the next charge starts `ledger.<n+1>.jsonl`, so no file of
+#                          the ledger outgrows what a git-tracked DVC remote should hold (README "The bank")
 
 
 class SpendLedger:
-    """What was paid, durably: one JSON line per paid response, appended to `path`.
+    """What was paid, durably: one JSON line per paid response, appended to `path` and, once a segment
+    holds `segment_bytes`, to the next one beside it (`ledger.1.jsonl`, `ledger.2.jsonl`, ...).
 
     Each line is one `write` on a file opened with O_APPEND, then fsynced, so lines from concurrent
     processes never interleave and a kill -9 loses nothing charged; the totals are always re-read
-    from the file, so every stage, resumed run and worker sharing it sees one running sum.
+    from every segment, so every stage, resumed run and worker sharing it sees one running sum.
+    Concurrent writers that close a segment at once both go on in the same next one.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.path = Path(path)
+        self.segment_bytes = segment_bytes
         self.tokens = 0
         self.usd = 0.0
-        self._offset = 0
+        self._offsets: dict[Path, int] = {}
+        self._numbered = re.compile(rf"{re.escape(self.path.stem)}\.([1-9]\d*){re.escape(self.path.suffix)}")
         self._lock = threading.Lock()
         self.refresh()
+
+    def segments(self) -> dict[int, Path]:
+        """The ledger's files by the order they were filled: 0 `path`, then n `<stem>.<n><suffix>`."""
+        pattern = f"{self.path.stem}.*{self.path.suffix}"
+        numbered = {int(m.group(1)): candidate for candidate in self.path.parent.glob(pattern)
+                    if (m := self._numbered.fullmatch(candidate.name))}
+        return {0: self.path, **dict(sorted(numbered.items()))}
 
     def refresh(self) -> None:
         """Add the lines appended since the last read (by this or any other process)."""
         with self._lock:
+            for segment in self.segments().values():
+                self._read(segment)
+
+    def _read(self, segment: Path) -> None:
+        offset = self._offsets.get(segment, 0)
+        try:
+            with segment.open("rb") as ledger:
+                ledger.seek(offset)
+                fresh = ledger.read()
+        except FileNotFoundError:
+            return
+        complete = fresh[: fresh.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._offsets[segment] = offset + len(complete)
+        for line in complete.splitlines():
             try:
-                with self.path.open("rb") as ledger:
-                    ledger.seek(self._offset)
-                    fresh = ledger.read()
-            except FileNotFoundError:
-                return
-            complete = fresh[: fresh.rfind(b"\n") + 1]  # a line still being written is read next time
-            self._offset += len(complete)
-            for line in complete.splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.tokens += int(entry["prompt_tokens"]) + int(entry["completion_tokens"])
-                    self.usd += float(entry["usd"])
-                except (ValueError, KeyError, TypeError):
-                    logger.warning("%s: unreadable ledger line skipped: %.80r", self.path, line)
+                entry = json.loads(line)
+                self.tokens += int(entry["prompt_tokens"]) + int(entry["completion_tokens"])
+                self.usd += float(entry["usd"])
+            except (ValueError, KeyError, TypeError):
+                logger.warning("%s: unreadable ledger line skipped: %.80r", segment, line)
 
     def record(self, key: str, prompt_tokens: int, completion_tokens: int, usd: float, estimated: bool) -> None:
         """Append one paid response (before its cache entry is written: a kill never hides a charge)."""
-        append_json_line(self.path, {"key": key, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                     "usd": usd, "estimated": estimated, "time": round(time.time(), 3)})
+        append_json_line(self._open_segment(), {"key": key, "prompt_tokens": prompt_tokens,
+                                                "completion_tokens": completion_tokens, "usd": usd,
+                                                "estimated": estimated, "time": round(time.time(), 3)})
         self.refresh()
+
+    def _open_segment(self) -> Path:
+        """The last segment, or the next one when the last holds `segment_bytes` already."""
+        count, last = max(self.segments().items())
+        if not last.is_file() or last.stat().st_size < self.segment_bytes:
+            return last
+        return self.path.with_name(f"{self.path.stem}.{count + 1}{self.path.suffix}")
 
 
 def append_json_line(path: Path, entry: dict[str, Any]) -> None:
