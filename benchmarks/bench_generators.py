@@ -10,7 +10,7 @@ triplet. The models take turns in steps of `--step` anchors (one process, each o
 response cache, so nothing is served from an earlier run), so that a change in the machine's speed
 during the run falls on both. At the end each model's responses are banked in `--bank` (the `study`
 profile's response cache by default, `study-cache/llm`: content-addressed, so the study's synthesis
-over the same anchors reuses them; `dvc pull study-cache.dvc` first, `dvc add` and `dvc push` after).
+over the same anchors reuses them; `dvc pull study-cache.dvc` first, `scripts/bank_push.py` after).
 Printed figures and `--out` (JSON); not a timed test:
 
     python benchmarks/bench_generators.py [--anchors 200] [--step 100] [--out results/generators.json]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncse.llm import ChatClient, ChatRequest, RequestClaims
+from syncse.llm import ChatClient, ChatRequest, RequestClaims, ResponseCache
 from syncse.testing import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +143,7 @@ def test_worker_command_runs_the_real_pipeline_and_the_stage_then_sends_nothing(
 
 
 def test_banking_the_study_cache_while_a_worker_runs_skips_its_in_flight_files() -> None:
-    """`dvc add study-cache` beside a running worker: its claims and half-written entries are ignored,
+    """Banking the study cache beside a running worker: its claims and half-written entries are ignored,
     so a pulled bank never holds a claim that makes the next machine wait; its entries are kept."""
     key = hashlib.sha256(b"a request").hexdigest()
     folder = Path("study-cache/llm")
@@ -156,6 +158,60 @@ def test_banking_the_study_cache_while_a_worker_runs_skips_its_in_flight_files()
 
     assert ignored(claim) and ignored(half_written)
     assert not ignored(entry) and not ignored(Path("studies/scale/dvc.lock")) and not ignored(Path("dvc.lock"))
+
+
+def test_the_bank_is_one_dvc_output_per_entry_and_survives_a_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scripts/bank_push.py` on a bank first added as one output: every hash folder and ledger segment
+    becomes an output of its own (no half-written entry), the push and a pull on an empty cache give back
+    every response and charge, a later round adds the new segment and renews the changed folder, and a
+    folder recorded but not stored is found (the script commits again)."""
+    from syncse.llm import SpendLedger
+
+    def dvc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, capture_output=True, text=True,
+                              check=True)
+
+    def bank(*more: str) -> dict:
+        subprocess.run([sys.executable, str(REPO / "scripts/bank_push.py"), *more], cwd=tmp_path, check=True)
+        return yaml.safe_load((tmp_path / "study-cache.dvc").read_text())
+
+    cache_dir = tmp_path / "study-cache/llm"
+    with FakeOpenAIServer(api_key=KEY) as server:
+        ChatClient(server.base_url, "fake-model", KEY, cache_dir, "fake", progress=False).complete(requests(6))
+    ledger = SpendLedger(cache_dir / "ledger.jsonl", segment_bytes=100)  # a segment a charge
+    for i in range(4):
+        ledger.record(f"k{i}", 10, 5, 0.0, False)
+    (next(cache_dir.glob("??")) / ".q1w2e3r4.tmp").write_text("{half")
+    shutil.copy(REPO / ".dvcignore", tmp_path)  # the bank's: claims and half-written entries left out
+    dvc("init", "--no-scm", "-q")
+    dvc("remote", "add", "-d", "bank", str(tmp_path / "remote"))
+    dvc("add", "-q", "study-cache")  # the bank as it was: one output, one manifest
+    outs = bank()["outs"]
+    entries = sorted(p.name for p in cache_dir.iterdir() if not p.name.startswith("."))
+    assert [out["path"] for out in outs] == [f"study-cache/llm/{name}" for name in entries]
+    assert len(entries) == len(list(cache_dir.glob("??"))) + len(ledger.segments()) and len(ledger.segments()) >= 2
+    assert all("md5" in out for out in outs) and sum(out.get("nfiles", 1) for out in outs) == 6 + len(ledger.segments())
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in cache_dir.rglob("*") if p.is_file() and ".tmp" not in p.name}
+    shutil.rmtree(tmp_path / "study-cache")
+    shutil.rmtree(tmp_path / ".dvc/cache")
+    dvc("pull", "-q", "study-cache.dvc")
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in cache_dir.rglob("*") if p.is_file()} == before
+    segments = set(ledger.segments().values())
+    ledger.record("k4", 10, 5, 0.0, False)  # a new segment
+    ResponseCache(cache_dir).put(outs[0]["path"][-2:] + "f" * 62, {"choices": [], "usage": {}})
+    renewed = {out["path"]: out for out in bank("--no-push")["outs"]}
+    (segment,) = set(ledger.segments().values()) - segments
+    assert len(renewed) == len(outs) + 1 and "md5" in renewed[segment.relative_to(tmp_path).as_posix()]
+    assert renewed[outs[0]["path"]]["md5"] != outs[0]["md5"] and renewed[outs[1]["path"]] == outs[1]
+    assert "Data and pipelines are up to date" in dvc("status", "study-cache.dvc").stdout
+    spec = importlib.util.spec_from_file_location("bank_push", REPO / "scripts" / "bank_push.py")
+    bank_push = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bank_push)  # scripts/ is not a package
+    folder = renewed[outs[0]["path"]]["md5"]
+    monkeypatch.chdir(tmp_path)
+    assert bank_push.not_in_cache(Path("study-cache.dvc")) == []
+    (tmp_path / ".dvc/cache/files/md5" / folder[:2] / folder[2:]).unlink()  # what a commit racing a worker once left
+    assert bank_push.not_in_cache(Path("study-cache.dvc")) == [outs[0]["path"]]
 
 
 def test_a_worker_with_a_profile_fills_that_profiles_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
