@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+DVC = [sys.executable, "-m", "dvc"]
 
 def bank_outputs(dvc_file: Path, cache_dir: Path) -> list[dict[str, Any]]:
     """The `outs` of `dvc_file` for every entry of `cache_dir` (paths relative to the file's folder),
@@ -35,7 +36,7 @@ def bank_outputs(dvc_file: Path, cache_dir: Path) -> list[dict[str, Any]]:
 
 def not_in_cache(dvc_file: Path) -> list[str]:
     """The outputs of `dvc_file` whose recorded hash is not in the local DVC cache (`dvc status`)."""
-    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", str(dvc_file)],
+    done = subprocess.run([*DVC, "status", "--json", str(dvc_file)],
                           capture_output=True, text=True, check=True)
     changes = json.loads(done.stdout or "{}").get(Path(os.path.relpath(dvc_file)).as_posix(), [])
     return [path for change in changes for path, state in change.get("changed outs", {}).items()
@@ -56,15 +57,14 @@ def main() -> None:
     written = args.dvc_file.with_name(f".{args.dvc_file.name}.tmp")  # whole or not at all
     written.write_text(yaml.safe_dump({"outs": outs}, sort_keys=False))
     written.replace(args.dvc_file)
-    dvc = [sys.executable, "-m", "dvc"]
     for _ in range(3):  # seen once beside a writing worker: a folder recorded but not stored; a new commit stores it
-        subprocess.run([*dvc, "commit", "--force", "--quiet", str(args.dvc_file)], check=True)
+        subprocess.run([*DVC, "commit", "--force", "--quiet", str(args.dvc_file)], check=True)
         if not (missing := not_in_cache(args.dvc_file)):
             break
     else:
         sys.exit(f"{args.dvc_file}: not in the DVC cache after 3 commits: {', '.join(missing)}")
     if not args.no_push:
-        subprocess.run([*dvc, "push", "--quiet", str(args.dvc_file)], check=True)
+        subprocess.run([*DVC, "push", "--quiet", str(args.dvc_file)], check=True)
     done = "committed" if args.no_push else "committed and pushed"
     print(f"{args.dvc_file}: {len(outs)} outputs of {args.cache_dir} {done}")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+import importlib.util
 import json
 import threading
 import time
@@ -36,6 +37,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pydantic
@@ -452,3 +455,12 @@ def check_output_line(entry: Any) -> None:
 def check_batch_page(page: Any) -> None:
     """`GET /v1/batches`: an SDK `SyncCursorPage[Batch]` (plus the envelope keys the API reference lists)."""
     check_sdk_model(SyncCursorPage[Batch], page, "batch list", frozenset({"object", "first_id", "last_id"}))
+
+
+def load_script(path: str | Path) -> ModuleType:
+    """A file of `scripts/` as a module, for tests of its functions (scripts/ is not a package)."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

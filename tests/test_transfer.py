@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from syncse.data import DataError
+from syncse.testing import load_script
 from syncse.transfer import (
     FOLDER,
     PENALTIES,
@@ -163,16 +164,6 @@ def test_unknown_tasks_and_malformed_lines_name_the_problem(tmp_path: Path) -> N
         TASKS["trec"].load(tmp_path)
 
 
-def _senteval_compare():
-    """`scripts/senteval_compare.py` as a module (scripts/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("senteval_compare", REPO / "scripts" / "senteval_compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_senteval_peer_check_keeps_finished_tasks_and_scores_only_the_rest(tmp_path: Path, monkeypatch) -> None:
     """SentEval's classifier takes hours on a CPU: the peer check rewrites its record after every task, and a run
     that finds it (same model and settings) scores only what it lacks; other settings start over, and a change
@@ -182,7 +173,7 @@ def test_the_senteval_peer_check_keeps_finished_tasks_and_scores_only_the_rest(t
 
     from syncse.config import load_params
 
-    module, ours, theirs = _senteval_compare(), [], []
+    module, ours, theirs = load_script(REPO / "scripts" / "senteval_compare.py"), [], []
     monkeypatch.setattr(module, "load_encoder", lambda *args, **kwargs: None)
     monkeypatch.setattr(module, "encode_fn_for", lambda *args: _fake_embed)
     def our_score(embed, root, keys):

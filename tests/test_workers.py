@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -16,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncse.llm import ChatClient, ChatRequest, RequestClaims, ResponseCache
-from syncse.testing import FakeOpenAIServer
+from syncse.llm import ChatClient, ChatRequest, RequestClaims, ResponseCache, SpendLedger
+from syncse.testing import FakeOpenAIServer, load_script
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-worker-SECRET-77"
@@ -165,8 +164,6 @@ def test_the_bank_is_one_dvc_output_per_entry_and_survives_a_pull(tmp_path: Path
     becomes an output of its own (no half-written entry), the push and a pull on an empty cache give back
     every response and charge, a later round adds the new segment and renews the changed folder, and a
     folder recorded but not stored is found (the script commits again)."""
-    from syncse.llm import SpendLedger
-
     def dvc(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, capture_output=True, text=True,
                               check=True)
@@ -204,9 +201,7 @@ def test_the_bank_is_one_dvc_output_per_entry_and_survives_a_pull(tmp_path: Path
     assert len(renewed) == len(outs) + 1 and "md5" in renewed[segment.relative_to(tmp_path).as_posix()]
     assert renewed[outs[0]["path"]]["md5"] != outs[0]["md5"] and renewed[outs[1]["path"]] == outs[1]
     assert "Data and pipelines are up to date" in dvc("status", "study-cache.dvc").stdout
-    spec = importlib.util.spec_from_file_location("bank_push", REPO / "scripts" / "bank_push.py")
-    bank_push = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bank_push)  # scripts/ is not a package
+    bank_push = load_script(REPO / "scripts" / "bank_push.py")
     folder = renewed[outs[0]["path"]]["md5"]
     monkeypatch.chdir(tmp_path)
     assert bank_push.not_in_cache(Path("study-cache.dvc")) == []
