@@ -3,18 +3,26 @@
 The points (`syncse.scale`) are read into the curve's table (`curve_table`; an absent point keeps its
 reason), which is read under the report's spread rule (`scale_reading`: a gap counts only when it
 exceeds both points' standard deviation over seeds, `syncse.report.verdict`) and drawn (`plot_curve`).
+The recipe grid that fixes each size's recipe is read from DVC's experiments (`grid_runs`), banked across
+sessions with the digest of what each run trained on (`bank_grid`, `grid_inputs`) and chosen on dev (`recipe_grid`).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import yaml
 
+from syncse.data import atomic_writer
 from syncse.report import PAPER_ORDER, label, md_table, read_json, spread_margin, verdict
 from syncse.scale import point_name
 
@@ -23,6 +31,8 @@ logger = logging.getLogger(__name__)
 PAIR = "partial-pair"  # the ablation line: SynCSE-partial synthesized with `synth.on_bad_negative: pair`
 LINE_LABELS = {PAIR: "SynCSE-partial (pairs kept)"}  # lines the report's `label` does not name
 GRID_METRICS = "studies/scale/metrics/train/"  # a grid run's points: <variant>-<N>.json, selected dev avg at best.avg
+GRID_KNOBS = ("profiles.scale.scale.sizes", "profiles.scale.train.seeds")  # what a grid run sets (its recipe, one seed)
+STUDY_PIPELINE, STUDY_LOCK = "studies/scale/dvc.yaml", "studies/scale/dvc.lock"
 CURVE_COLUMNS = ["line", "variant", "size", "rows", "avg", "std", "n_seeds", "dev_avg", "absent"]
 
 
@@ -188,32 +198,90 @@ def plot_curve(curve: pd.DataFrame, base: float, anchors: Mapping[str, float]) -
 
 def grid_runs(shown: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -> list[dict[str, Any]]:
     """The finished grid runs in `dvc exp show --json` (its nested form: the flattened `dvc.api.exp_show` drops a
-    metric's file when only one file has it): each run's name, its recipe at each size (`profiles.scale.scale.sizes`)
-    and each point's selected dev avg (`studies/scale/metrics/train/<variant>-<N>.json`, `best.avg`; an absent point
-    has none). A failed run is left out. Raises ValueError while any experiment is queued or running: its recipe would
-    silently be left out of the choice."""
+    metric's file when only one file has it): each run's name, commit (`rev`), baseline commit, its recipe at each size
+    (`profiles.scale.scale.sizes`) and the selected dev avg of each point it trained (`studies/scale/metrics/train/
+    <variant>-<N>.json`, `best.avg`; an absent point has none). A point's file as its baseline commit holds it is
+    not the run's (an experiment's commit carries every metric file of its baseline, the curve's included). A failed
+    run is left out. Raises ValueError while any experiment is queued or running: its recipe would silently be left
+    out of the choice."""
     experiments = [(exp.get("name") or exp["revs"][0]["rev"][:7], (exp.get("executor") or {}).get("state"),
-                    exp["revs"][0].get("data") or {}) for baseline in shown for exp in baseline.get("experiments") or []]
-    waiting = sorted(name for name, state, _ in experiments if state in ("queued", "running"))
+                    exp["revs"][0], baseline) for baseline in shown for exp in baseline.get("experiments") or []]
+    waiting = sorted(name for name, state, _, _ in experiments if state in ("queued", "running"))
     if waiting:
         raise ValueError(f"{len(waiting)} experiment(s) still queued or running ({', '.join(waiting)}): "
                          "wait for them (`dvc queue status`), then read the grid")
     runs = []
-    for name, state, data in experiments:
+    for name, state, rev, baseline in experiments:
         if state == "failed":
             logger.warning("grid: experiment %s failed (`dvc queue logs %s`): left out", name, name)
             continue
+        data = rev.get("data") or {}
+        inherited = (baseline.get("data") or {}).get("metrics") or {}
         dev = {Path(path).stem: m["data"]["best"]["avg"] for path, m in (data.get("metrics") or {}).items()
-               if path.startswith(GRID_METRICS) and "best" in (m.get("data") or {})}
+               if path.startswith(GRID_METRICS) and "best" in (m.get("data") or {}) and m != inherited.get(path)}
         if dev:
             recipes = data["params"]["params.yaml"]["data"]["profiles"]["scale"]["scale"]["sizes"]
-            runs.append({"name": name, "sizes": {str(n): recipes.get(str(n), {}) for n in study_sizes}, "dev": dev})
+            runs.append({"name": name, "rev": rev["rev"], "baseline": baseline["rev"],
+                         "sizes": {str(n): recipes.get(str(n), {}) for n in study_sizes}, "dev": dev})
     return runs
 
 
+def grid_inputs(rev: str, root: str | Path = ".") -> str:
+    """A digest of everything a grid run's training read at commit `rev` but its recipe and seeds (`GRID_KNOBS`):
+    the object ids of the study's train stage's code deps, its data (`data.dvc`), the synthesized triplets (the
+    synthesis outputs in the study's lock) and the values of its params. Two runs with one digest differ in their
+    recipe alone; a run of older code or data has another (`scripts/scale_grid.py` leaves it out)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+    stage = yaml.safe_load(git("show", f"{rev}:{STUDY_PIPELINE}"))["stages"]["train"]
+    lock = yaml.safe_load(git("show", f"{rev}:{STUDY_LOCK}"))["stages"]
+    params = yaml.safe_load(git("show", f"{rev}:params.yaml"))
+    inputs: dict[str, Any] = {}
+    for dep in stage["deps"]:
+        if "${" in dep:  # `${into}/artifacts/synth`: the triplets, as the lock records them
+            inputs[dep] = {name: [out["md5"] for out in entry["outs"]] for name, entry in lock.items() if name.startswith("synthesize")}
+        else:  # code in git; data by its `.dvc` file
+            inputs[dep] = git("rev-parse", f"{rev}:{'data.dvc' if dep.startswith('data/') else dep}").strip()
+    for key in stage["params"]:
+        if isinstance(key, str) and "${" not in key:
+            inputs[key] = _without_knobs(_dotted(params, key), key)
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _dotted(tree: Mapping[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _without_knobs(value: Any, key: str) -> Any:
+    """`value` (the param `key`) less what a grid run sets (`GRID_KNOBS`) inside it."""
+    for knob in GRID_KNOBS:
+        if knob.startswith(key + "."):
+            value = copy.deepcopy(value)
+            *parents, last = knob[len(key) + 1:].split(".")
+            parent = _dotted(value, ".".join(parents)) if parents else value
+            parent.pop(last, None)
+    return value
+
+
+def bank_grid(bank: str | Path, runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The grid's bank, `bank` (a JSON list of runs, `grid_runs`'s with their `inputs`), with `runs` added by
+    commit and written back: what the grid measured outlives the experiments (a queue's runs are local to
+    one machine), so a grid spread over sessions is chosen from all of it."""
+    bank = Path(bank)
+    banked = {run["rev"]: dict(run) for run in (json.loads(bank.read_text()) if bank.exists() else [])}
+    banked.update({run["rev"]: dict(run) for run in runs})
+    with atomic_writer(bank) as out:
+        json.dump(list(banked.values()), out, indent=1)
+        out.write("\n")
+    return list(banked.values())
+
+
 def recipe_grid(runs: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -> pd.DataFrame:
-    """The recipe grid by size: a row per run and size with the recipe it tried and the mean over variants of
-    the points' selected dev avg; `kept` marks, per size, the run with the best mean (dev only, never a test score)
+    """The recipe grid by size: a row per run and size it trained at, with the recipe it tried and the mean over
+    variants of the points' selected dev avg; `kept` marks, per size, the run with the best mean (dev only, never a test score)
     among the runs that have a point of every variant any run has there (means over the same variants only).
 
     Args:
@@ -225,12 +293,12 @@ def recipe_grid(runs: Sequence[Mapping[str, Any]], study_sizes: Sequence[int]) -
     for run in runs:
         for size in study_sizes:
             scores = {k.rsplit("-", 1)[0]: v for k, v in run["dev"].items() if k.rsplit("-", 1)[1] == str(size)}
-            rows.append({"run": run["name"], "size": size, **run["sizes"][str(size)],
-                         "dev_avg": sum(scores.values()) / len(scores) if scores else float("nan"),
-                         "points": len(scores), "variants": frozenset(scores)})
+            if scores:  # a run trains some sizes only (the grid queues one size a run)
+                rows.append({"run": run["name"], "size": size, **run["sizes"][str(size)],
+                             "dev_avg": sum(scores.values()) / len(scores), "points": len(scores), "variants": frozenset(scores)})
     grid = pd.DataFrame(rows, columns=["run", "size", "lr", "epochs", "eval_steps", "dev_avg", "points", "variants"])
     every = {size: frozenset().union(*sets) for size, sets in grid.groupby("size").variants}
-    complete = grid[grid.points.gt(0) & (grid.variants == grid["size"].map(every))]  # a run missing a point competes with none
+    complete = grid[grid.variants == grid["size"].map(every)]  # a run missing a point competes with none
     return grid.assign(kept=grid.index.isin(complete.groupby("size")["dev_avg"].idxmax().values),
                        variants=grid.variants.map(lambda names: ",".join(sorted(names))))
 

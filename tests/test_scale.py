@@ -8,14 +8,17 @@ import contextlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import commit_placeholders, run_cli
+from conftest import cli_env, commit_placeholders, run_cli
 
 from syncse import scale, scale_report
 from syncse.config import ConfigError, load_params, parse_params
+from syncse.testing import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "studies/scale/dvc.yaml"
@@ -140,6 +143,7 @@ def test_a_queued_grid_run_trains_on_the_committed_synthesis(tmp_path: Path, dat
     assert f"Running stage '{STUDY}:train@partial-8'" in out and f"Running stage '{STUDY}:synthesize" not in out
     (run,) = scale_report.grid_runs(json.loads(run_cli(["dvc", "exp", "show", "--json"], root)), [8])
     assert run["sizes"] == {"8": {"lr": 3e-5, "epochs": 1.0, "eval_steps": 1}} and list(run["dev"]) == ["partial-8"]
+    assert scale_report.grid_inputs(run["rev"], root) == scale_report.grid_inputs("HEAD", root)  # DVC's rewrite of params.yaml
     committed = run_cli(["git", "ls-tree", "-r", "--name-only", run_cli(["git", "for-each-ref", "--format=%(objectname)", "refs/exps"], root).strip()], root)
     assert "train/partial-8.json" in committed and "checkpoints" not in committed  # metrics in git, checkpoints ignored
 
@@ -340,16 +344,160 @@ def test_the_grid_keeps_per_size_the_recipe_with_the_best_mean_dev() -> None:
     assert not other.kept.any()  # as many points, other variants: neither mean is over every variant
 
 
-def test_the_grid_reader_waits_for_queued_runs_and_leaves_out_failed_ones() -> None:
-    """`grid_runs` on `dvc exp show --json`'s shape: a queued or running experiment stops it; a failed one is left out."""
-    def exp(name: str, state: str | None) -> dict:
-        metrics = {"studies/scale/metrics/train/sup-100.json": {"data": {"best": {"avg": 60.0}}}}
+def test_the_grid_reader_waits_for_queued_runs_and_leaves_out_failed_ones_and_inherited_points() -> None:
+    """`grid_runs` on `dvc exp show --json`'s shape: a queued or running experiment stops it; a failed one is left out;
+    a point's file as the baseline commit holds it (the curve's, carried into every experiment's commit) is not the run's."""
+    def metric(avg: float) -> dict:
+        return {"data": {"best": {"avg": avg}}}
+
+    def exp(name: str, state: str | None, metrics: dict) -> dict:
         params = {"params.yaml": {"data": {"profiles": {"scale": {"scale": {"sizes": {"100": {"lr": 1e-4}}}}}}}}
         return {"name": name, "executor": {"state": state} if state else None,
-                "revs": [{"rev": "abcdef0123", "data": {"metrics": metrics, "params": params}}]}
+                "revs": [{"rev": f"{name}0123", "data": {"metrics": metrics, "params": params}}]}
 
-    shown = [{"rev": "workspace", "experiments": None}, {"rev": "main", "experiments": [exp("done", None), exp("bad", "failed")]}]
-    assert [r["name"] for r in scale_report.grid_runs(shown, [100])] == ["done"]
-    shown[1]["experiments"].append(exp("later", "queued"))
+    inherited = {f"{scale_report.GRID_METRICS}sup-1000.json": metric(70.0)}
+    trained = {**inherited, f"{scale_report.GRID_METRICS}sup-100.json": metric(60.0)}
+    shown = [{"rev": "workspace", "experiments": None},
+             {"rev": "main0", "data": {"metrics": inherited}, "experiments": [exp("done", None, trained), exp("bad", "failed", trained),
+                                                                              exp("none", None, inherited)]}]
+    (run,) = scale_report.grid_runs(shown, [100, 1000])
+    assert (run["name"], run["rev"], run["baseline"], run["dev"]) == ("done", "done0123", "main0", {"sup-100": 60.0})
+    shown[1]["experiments"].append(exp("later", "queued", trained))
     with pytest.raises(ValueError, match=r"1 experiment\(s\) still queued or running \(later\)"):
         scale_report.grid_runs(shown, [100])
+
+
+def _commit(root: Path, message: str) -> str:
+    run_cli(["git", "add", "-A"], root)
+    run_cli(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message], root)
+    return run_cli(["git", "rev-parse", "HEAD"], root).strip()
+
+
+def _study_lock(root: Path, md5: str) -> None:
+    """A study lock whose synthesis wrote triplets of hash `md5` (the rest of a lock does not enter `grid_inputs`)."""
+    stages = {name: {"cmd": "x", "outs": [{"path": f"studies/scale/artifacts/synth/{name}.jsonl", "md5": md5}]}
+              for name in ("synthesize@partial", "synthesize@scratch")}
+    (root / scale_report.STUDY_LOCK).write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+
+def test_grid_inputs_change_with_code_data_triplets_and_params_never_with_the_recipe(tmp_path: Path) -> None:
+    """Two runs compete in the grid only when they trained on the same inputs: the digest of a commit moves with
+    the train stage's code, the data, the triplets and any training param, not with the sizes' recipes or the seeds."""
+    root = _project(tmp_path)
+    (root / "data.dvc").write_text("outs:\n- md5: aaa.dir\n  path: data\n")
+    _study_lock(root, "111")
+    base = scale_report.grid_inputs(_commit(root, "base"), root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["profiles"]["scale"]["scale"]["sizes"]["500"]["lr"] = 3e-5
+    params["profiles"]["scale"]["train"]["seeds"] = [42]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert scale_report.grid_inputs(_commit(root, "a grid run's recipe"), root) == base
+    changes = {
+        "code": lambda: (root / "syncse/train/rows.py").write_text((root / "syncse/train/rows.py").read_text() + "\n# changed\n"),
+        "data": lambda: (root / "data.dvc").write_text("outs:\n- md5: bbb.dir\n  path: data\n"),
+        "triplets": lambda: _study_lock(root, "222"),
+        "params": lambda: (root / "params.yaml").write_text((root / "params.yaml").read_text().replace(
+            "temperature: 0.05", "temperature: 0.1")),
+    }
+    digests = {base}
+    for name, change in changes.items():
+        change()
+        digests.add(scale_report.grid_inputs(_commit(root, name), root))
+    assert len(digests) == 1 + len(changes)  # each change moved it, and to a digest of its own
+
+
+def test_the_grid_bank_keeps_every_run_by_commit(tmp_path: Path) -> None:
+    """What a session's experiments measured stays in the bank when the next session's are added (a rerun's
+    record replaces its commit's)."""
+    bank = tmp_path / "grid.json"
+    first = [{"name": "a", "rev": "r1", "dev": {"sup-100": 60.0}}, {"name": "b", "rev": "r2", "dev": {"sup-100": 61.0}}]
+    scale_report.bank_grid(bank, first)
+    runs = scale_report.bank_grid(bank, [{"name": "c", "rev": "r3", "dev": {}}, {"name": "b2", "rev": "r2", "dev": {}}])
+    assert [r["name"] for r in runs] == ["a", "b2", "c"] and json.loads(bank.read_text()) == runs
+
+
+def test_the_grid_script_queues_each_size_and_recipe_not_yet_banked(tmp_path: Path) -> None:
+    """`scale_grid.py --queue` on a study whose bank holds one complete run (N=500, lr 1e-4, 2 epochs, at HEAD's inputs)
+    and one of older inputs: it queues every other recipe at 500 and all four at each other size, each experiment
+    training that size's points alone with one seed; with experiments queued, reading the grid refuses."""
+    root = _project(tmp_path)
+    shutil.copytree(REPO / "scripts", root / "scripts")
+    (root / "data.dvc").write_text("outs:\n- md5: aaa.dir\n  path: data\n")
+    _study_lock(root, "111")
+    head = scale_report.grid_inputs(_commit(root, "study"), root)
+    params = load_params(root / "params.yaml", "scale")
+    variants, study_sizes = list(params.train.variants), scale.sizes(params.scale)
+    recipe = {str(n): {"lr": 1e-4, "epochs": 2.0, "eval_steps": 8} for n in study_sizes}
+    dev = {scale.point_name(v, 500): 60.0 for v in variants}
+    (root / "studies/scale/grid.json").write_text(json.dumps([
+        {"name": "kept", "rev": "r1", "inputs": head, "sizes": recipe, "dev": dev},
+        {"name": "old", "rev": "r0", "inputs": "other", "sizes": {**recipe, "1500": {"lr": 1e-4, "epochs": 1.0, "eval_steps": 8}},
+         "dev": {scale.point_name(v, 1500): 60.0 for v in variants}}]))
+    out = run_cli([sys.executable, "scripts/scale_grid.py", "--queue"], root)
+    assert out.count("queued N=") == 4 * len(study_sizes) - 1 and "queued N=500 lr=0.0001 epochs=2" not in out
+    assert "queued N=1,500 lr=0.0001 epochs=1" in out  # the older run does not count
+    shown = json.loads(run_cli(["dvc", "exp", "show", "--json"], root))
+    queued = [e["revs"][0]["data"]["params"]["params.yaml"]["data"]["profiles"]["scale"]
+              for b in shown for e in b.get("experiments") or []]
+    assert len(queued) == 4 * len(study_sizes) - 1 and all(q["train"]["seeds"] == [42] for q in queued)
+    assert {(q["scale"]["sizes"]["5000"]["lr"], q["scale"]["sizes"]["5000"]["epochs"]) for q in queued} >= {(1e-4, 1.0), (3e-5, 2.0)}
+    done = subprocess.run([sys.executable, "scripts/scale_grid.py"], cwd=root, capture_output=True, text=True, env=cli_env())
+    assert done.returncode != 0 and "still queued or running" in done.stderr
+
+
+# --------------------------------------------------------------------------- the curve over sessions
+
+POINT_STAGES = """\
+stages:
+  train:
+    foreach: [a, b]
+    do:
+      cmd: echo ${item} >> ../runs.log && mkdir -p models/${item} && echo w > models/${item}/w
+      deps:
+        - src.txt
+      outs:
+        - models/${item}
+  evaluate:
+    foreach: [a, b]
+    do:
+      cmd: echo eval-${item} >> ../runs.log && cat models/${item}/w > sts-${item}.json
+      deps:
+        - models/${item}
+      metrics:
+        - sts-${item}.json:
+            cache: false
+"""
+
+
+def test_the_curve_goes_on_on_a_new_machine_retraining_only_a_point_left_unevaluated(tmp_path: Path) -> None:
+    """`scale_curve.bring_up_to_date` over sessions: every point runs once; on a machine without the models (a
+    fresh DVC cache) a done point is skipped, and a point trained but not evaluated is trained again, then
+    evaluated, never taken as done; past its time budget it starts nothing. The study's own targets are its
+    evaluation stages, base first and smaller sizes first."""
+    curve = load_script(REPO / "scripts" / "scale_curve.py")
+    root = tmp_path / "repo"
+    root.mkdir()
+    run_cli(["git", "init", "-q", "-b", "main"], root)
+    run_cli(["dvc", "init", "-q"], root)
+    (root / "dvc.yaml").write_text(POINT_STAGES)
+    (root / "src.txt").write_text("x\n")
+    runs = tmp_path / "runs.log"
+    with contextlib.chdir(root):
+        assert curve.bring_up_to_date(["evaluate@a", "evaluate@b"], stop_after_s=3600) == []
+        assert runs.read_text().split() == ["a", "eval-a", "b", "eval-b"]
+        lock = yaml.safe_load((root / "dvc.lock").read_text())
+        del lock["stages"]["evaluate@b"]  # the session ended between b's training and its evaluation
+        (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+        (root / "sts-b.json").unlink()
+        shutil.rmtree(root / ".dvc" / "cache")
+        shutil.rmtree(root / "models")  # a new machine: the lock and metrics from git, no models
+        runs.write_text("")
+        assert curve.bring_up_to_date(["evaluate@a", "evaluate@b"], stop_after_s=0) == ["evaluate@b"]
+        assert runs.read_text() == ""
+        assert curve.bring_up_to_date(["evaluate@a", "evaluate@b"], stop_after_s=3600) == []
+        assert runs.read_text().split() == ["b", "eval-b"]
+    project = _project(tmp_path / "study")
+    params = load_params(project / "params.yaml", "scale")
+    targets = curve.curve_targets(list(params.train.variants), scale.sizes(params.scale))
+    assert targets[0] == f"{STUDY}:evaluate_base" and targets[-1] == f"{STUDY}:evaluate_pair@partial-5000"
+    assert sorted(t.split(":", 1)[1] for t in targets) == sorted(s for s in _stages(project) if s.startswith("evaluate"))
