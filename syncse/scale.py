@@ -1,6 +1,7 @@
 """The scale study's points: a variant trained at one size N, and a size past the variant's pool.
 
-A point trains on exactly N rows, drawn anew by each seed, with that size's recipe (`point_config`,
+A point trains on exactly N rows, drawn anew by each seed (nested: a seed's rows at a smaller N lie inside
+its rows at a larger one, `syncse.train.select_rows`), with that size's recipe (`point_config`,
 from `scale.sizes`), under the name `<variant>-<N>` (`point_name`). A size past a variant's pool is not
 trained on fewer rows: the point is recorded as absent (`absence`, `record_absent`), and every output
 of its stages says so (`read_absent`). The curve drawn from the points is `syncse.scale_report`'s.

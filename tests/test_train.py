@@ -241,6 +241,18 @@ def test_seed_draws_rows_gives_each_seed_its_own_rows_and_keeps_the_cap(
     assert parse_params({}).train.seed_draws_rows is False  # the main job: every seed on the top-level seed's rows
 
 
+def test_a_seeds_smaller_sample_lies_inside_its_larger_one(data_root: Path) -> None:
+    """The scale study's sizes are nested for every pool: a seed's 500 rows are among its 1,500, those among its
+    5,000, for sup's 5,957 triplets and the wiki sentences alike (CPython's `random.sample` is nested for one of
+    them only: it switches method with the pool and sample sizes); another seed draws other rows."""
+    for variant in ("sup", "unsup"):
+        pool = variant_rows(variant, data_root)
+        for seed in (42, 43):
+            small, middle, large = (select_rows(pool, n, seed) for n in (500, 1500, 5000))
+            assert small == middle[:500] and middle == large[:1500] and len({id(r) for r in large}) == 5000  # no row twice
+        assert {id(r) for r in select_rows(pool, 500, 42)} != {id(r) for r in select_rows(pool, 500, 43)}
+
+
 def test_mixed_draws_its_share_from_scratch_and_never_moves_the_cap(data_root: Path, nli_rows: list[Triplet], tmp_path: Path) -> None:
     from syncse.data import write_triplets
 

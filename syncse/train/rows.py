@@ -99,14 +99,18 @@ def pool_size(variant: str, cfg: TrainConfig, data_root: str | Path, synth_dir: 
 
 
 def select_rows(rows: list[Triplet], num_examples: int, seed: int) -> list[Triplet]:
-    """A seeded sample of `num_examples` rows (0 = all), so every variant trains on as many."""
+    """A seeded sample of `num_examples` rows (0 = all), so every variant trains on as many: the first
+    `num_examples` of one seeded shuffle, so that a seed's smaller sample lies inside its larger one whatever
+    the pool's size (the scale study's sizes are nested; `random.sample` switches method with the sizes)."""
     if num_examples < 0:
         raise ValueError(f"num_examples must be >= 0 (0 = all), got {num_examples}")
     if num_examples == 0 or num_examples >= len(rows):
         if num_examples > len(rows):
             logger.warning("asked for %d training rows, only %d available: using all", num_examples, len(rows))
         return list(rows)
-    return random.Random(seed).sample(rows, num_examples)
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[:num_examples]
 
 
 def missing_negatives(rows: Sequence[Triplet]) -> list[bool] | None:
