@@ -273,9 +273,10 @@ def bank_grid(bank: str | Path, runs: Sequence[Mapping[str, Any]]) -> list[dict[
     bank = Path(bank)
     banked = {run["rev"]: dict(run) for run in (json.loads(bank.read_text()) if bank.exists() else [])}
     banked.update({run["rev"]: dict(run) for run in runs})
-    with atomic_writer(bank) as out:
-        json.dump(list(banked.values()), out, indent=1)
-        out.write("\n")
+    if runs:  # nothing new: the file stays as it is (or absent)
+        with atomic_writer(bank) as out:
+            json.dump(list(banked.values()), out, indent=1)
+            out.write("\n")
     return list(banked.values())
 
 

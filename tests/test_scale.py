@@ -414,6 +414,7 @@ def test_the_grid_bank_keeps_every_run_by_commit(tmp_path: Path) -> None:
     scale_report.bank_grid(bank, first)
     runs = scale_report.bank_grid(bank, [{"name": "c", "rev": "r3", "dev": {}}, {"name": "b2", "rev": "r2", "dev": {}}])
     assert [r["name"] for r in runs] == ["a", "b2", "c"] and json.loads(bank.read_text()) == runs
+    assert scale_report.bank_grid(tmp_path / "none.json", []) == [] and not (tmp_path / "none.json").exists()  # a read only
 
 
 def test_the_grid_script_queues_each_size_and_recipe_not_yet_banked(tmp_path: Path) -> None:
