@@ -3,8 +3,10 @@ only under the code that made it (a stale model is never handed back after a cod
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,9 +17,10 @@ from conftest import cli_env
 from sentence_transformers import SentenceTransformer
 
 import syncse
-from syncse.provenance import code_fingerprint, imported_modules
+from syncse.provenance import code_fingerprint, imported_modules, module_file
 
 PACKAGE = Path(syncse.__file__).resolve().parent
+REPO = PACKAGE.parent
 
 
 def copy_package(where: Path) -> Path:
@@ -103,3 +106,47 @@ def test_a_changed_loss_retrains_and_unchanged_code_reuses(tiny_bert: str, tiny_
     assert any(not (first[k] == v).all() for k, v in model().items())  # the new code's model, not the old one
     stored = json.loads((out / "ckpt" / "syncse_train_config.json").read_text())
     assert stored["code"] == code_fingerprint("syncse.train", copy)
+
+
+def _script_modules(script: Path) -> set[str]:
+    """The `syncse` modules a script (a notebook's source) imports, directly or through another."""
+    named = set()
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            named |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            named |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    found = set()
+    for name in named:
+        if name.split(".")[0] == "syncse" and module_file(name) is not None:
+            found |= set(imported_modules(name))
+    return found
+
+
+def test_every_stage_declares_the_library_code_it_runs() -> None:
+    """DVC re-runs a stage only when a declared dep changes: a module its notebook (or `python -m`)
+    imports but the stage does not list would hand back a stale result after an edit. Every stage of
+    every pipeline (the main job, studies/*) is checked, through DVC's own reading of the files."""
+    from dvc.repo import Repo
+
+    package_init = PACKAGE / "__init__.py"
+    assert not package_init.read_text().strip(), "syncse/__init__.py has code: declare it in the stages"
+    checked, missing = 0, {}
+    with Repo(str(REPO)) as repo:
+        for stage in repo.index.stages:
+            commands = " ".join(stage.cmd) if isinstance(stage.cmd, list) else stage.cmd or ""
+            modules = set()
+            for script in re.findall(r"notebooks/\w+\.py", commands):
+                modules |= _script_modules(REPO / script)
+            for module in re.findall(r"python -m (syncse[\w.]*)", commands):
+                modules |= set(imported_modules(module))
+            if not modules:
+                continue
+            checked += 1
+            deps = [Path(dep.fs_path) for dep in stage.deps]
+            undeclared = sorted(str(path.relative_to(REPO)) for path in map(module_file, modules)
+                                if path != package_init and not any(path == dep or dep in path.parents for dep in deps))
+            if undeclared:
+                missing[f"{Path(stage.path).relative_to(REPO)}:{stage.addressing}"] = undeclared
+    assert checked >= 20  # the main job's stages and both studies'
+    assert not missing
