@@ -166,16 +166,27 @@ def test_a_new_variant_is_one_edit_in_params(pipeline: Path) -> None:
     assert '"train@sup_wiki" -> "evaluate_variant@sup_wiki"' in dag and '"evaluate_variant@sup_wiki" -> "report"' in dag
 
 
-def test_training_stages_declare_every_train_key() -> None:
-    """The train stages list train.* keys one by one (to leave out other variants' overlays):
-    a key added to TrainConfig but not to dvc.yaml would change results without re-running."""
+@pytest.mark.parametrize(("stage", "section", "per_stage"), [
+    ("train", "train", {"train.variants": "train.variants.${key}", "train.scratch_share": None}),
+    ("synthesize", "synth", {"synth.n_partial": "synth.n_${item}", "synth.n_scratch": "synth.n_${item}"}),
+    ("evaluate_anchor", "evaluate", {"evaluate.anchors": "evaluate.anchors.${key}"}),
+    ("evaluate_variant", "evaluate", {"evaluate.anchors": None}),
+    ("evaluate_base", "evaluate", {"evaluate.anchors": None}),
+])
+def test_stages_declare_every_key_of_their_section(stage: str, section: str, per_stage: dict[str, str | None]) -> None:
+    """These stages list their section's keys one by one (to leave out other variants', sizes' or anchors'
+    entries): a key added to the config class but not to dvc.yaml would change results without re-running.
+    `per_stage` maps a key to the entry that stands for it (None: a key the stage does not read)."""
     import dataclasses
 
-    from syncse.config import TrainConfig
+    from syncse import config
 
-    declared = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["params"])
-    fields = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} - {"train.variants", "train.scratch_share"}
-    assert fields | {"train.variants.${key}"} <= declared
+    classes = {"train": config.TrainConfig, "synth": config.SynthConfig, "evaluate": config.EvaluateConfig}
+    entry = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    declared = set(entry.get("do", entry)["params"])
+    fields = {f"{section}.{field.name}" for field in dataclasses.fields(classes[section])}
+    expected = {per_stage.get(key, key) for key in fields} - {None}
+    assert expected <= declared, sorted(expected - declared)
 
 
 def test_metrics_diff_and_exp_show_compare_runs(pipeline: Path) -> None:
