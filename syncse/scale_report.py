@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import logging
+import string
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -237,10 +238,13 @@ def grid_inputs(rev: str, root: str | Path = ".") -> str:
     stage = yaml.safe_load(git("show", f"{rev}:{STUDY_PIPELINE}"))["stages"]["train"]
     lock = yaml.safe_load(git("show", f"{rev}:{STUDY_LOCK}"))["stages"]
     params = yaml.safe_load(git("show", f"{rev}:params.yaml"))
+    variables = {key: value for entry in stage.get("vars", []) for key, value in entry.items()}
     inputs: dict[str, Any] = {}
     for dep in stage["deps"]:
-        if "${" in dep:  # `${into}/artifacts/synth`: the triplets, as the lock records them
-            inputs[dep] = {name: [out["md5"] for out in entry["outs"]] for name, entry in lock.items() if name.startswith("synthesize")}
+        if "${" in dep:  # `${into}/artifacts/synth`: the files in it as the lock records them (not the notebooks or
+            folder = string.Template(dep).substitute(variables) + "/"  # timings a replay on a new machine rewrites)
+            inputs[dep] = sorted((out["path"], out["md5"]) for entry in lock.values() for out in entry.get("outs", [])
+                                 if out["path"].startswith(folder))
         else:  # code in git; data by its `.dvc` file
             inputs[dep] = git("rev-parse", f"{rev}:{'data.dvc' if dep.startswith('data/') else dep}").strip()
     for key in stage["params"]:

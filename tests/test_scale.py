@@ -373,16 +373,20 @@ def _commit(root: Path, message: str) -> str:
     return run_cli(["git", "rev-parse", "HEAD"], root).strip()
 
 
-def _study_lock(root: Path, md5: str) -> None:
-    """A study lock whose synthesis wrote triplets of hash `md5` (the rest of a lock does not enter `grid_inputs`)."""
-    stages = {name: {"cmd": "x", "outs": [{"path": f"studies/scale/artifacts/synth/{name}.jsonl", "md5": md5}]}
-              for name in ("synthesize@partial", "synthesize@scratch")}
+def _study_lock(root: Path, md5: str, run: str = "first") -> None:
+    """A study lock whose synthesis wrote triplets of hash `md5`, and notebooks and metrics of hash `run` (which
+    every replay rewrites). The rest of a lock does not enter `grid_inputs`."""
+    stages = {f"synthesize@{name}": {"cmd": "x", "outs": [
+        {"path": f"studies/scale/artifacts/notebooks/synthesize-{name}.ipynb", "md5": run},
+        {"path": f"studies/scale/artifacts/synth/{name}.jsonl", "md5": md5},
+        {"path": f"studies/scale/metrics/synth/{name}.json", "md5": run}]} for name in ("partial", "scratch")}
     (root / scale_report.STUDY_LOCK).write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
 
 
 def test_grid_inputs_change_with_code_data_triplets_and_params_never_with_the_recipe(tmp_path: Path) -> None:
     """Two runs compete in the grid only when they trained on the same inputs: the digest of a commit moves with
-    the train stage's code, the data, the triplets and any training param, not with the sizes' recipes or the seeds."""
+    the train stage's code, the data, the triplets and any training param, not with the sizes' recipes or the seeds,
+    nor with a replay of synthesis that rewrote its notebook and metrics (but not the triplets) on a new machine."""
     root = _project(tmp_path)
     (root / "data.dvc").write_text("outs:\n- md5: aaa.dir\n  path: data\n")
     _study_lock(root, "111")
@@ -392,6 +396,8 @@ def test_grid_inputs_change_with_code_data_triplets_and_params_never_with_the_re
     params["profiles"]["scale"]["train"]["seeds"] = [42]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert scale_report.grid_inputs(_commit(root, "a grid run's recipe"), root) == base
+    _study_lock(root, "111", run="replayed on a new machine")  # the same triplets, new notebooks and timings
+    assert scale_report.grid_inputs(_commit(root, "a replay"), root) == base
     changes = {
         "code": lambda: (root / "syncse/train/rows.py").write_text((root / "syncse/train/rows.py").read_text() + "\n# changed\n"),
         "data": lambda: (root / "data.dvc").write_text("outs:\n- md5: bbb.dir\n  path: data\n"),
