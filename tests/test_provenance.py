@@ -17,7 +17,7 @@ from conftest import cli_env
 from sentence_transformers import SentenceTransformer
 
 import syncse
-from syncse.provenance import code_fingerprint, imported_modules, module_file
+from syncse.provenance import _imports, code_fingerprint, imported_modules, module_file
 
 PACKAGE = Path(syncse.__file__).resolve().parent
 REPO = PACKAGE.parent
@@ -110,17 +110,9 @@ def test_a_changed_loss_retrains_and_unchanged_code_reuses(tiny_bert: str, tiny_
 
 def _script_modules(script: Path) -> set[str]:
     """The `syncse` modules a script (a notebook's source) imports, directly or through another."""
-    named = set()
-    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            named |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            named |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-    found = set()
-    for name in named:
-        if name.split(".")[0] == "syncse" and module_file(name) is not None:
-            found |= set(imported_modules(name))
-    return found
+    named = _imports(ast.parse(script.read_text(encoding="utf-8")), script.stem, is_package=False)
+    return {found for name in named if name.split(".")[0] == "syncse" and module_file(name) is not None
+            for found in imported_modules(name)}
 
 
 def test_every_stage_declares_the_library_code_it_runs() -> None:
