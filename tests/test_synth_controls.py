@@ -290,6 +290,40 @@ def test_self_check_regenerates_then_drops_and_every_call_is_cached_and_charged(
     assert KEY not in json.dumps(m)
 
 
+def test_each_side_is_resampled_at_most_reject_retries_times_though_the_tries_run_longer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`llm.reject_retries` bounds the requests of each side, not the pipeline's tries: a negative that copies a
+    positive resampled at try 2 is rejected only then, and starts its own resamples a try late (README, partial)."""
+    monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
+    dog, cat = "A dog is sleeping near the river.", "A cat is sleeping near the barn."
+    sent: Counter[tuple[str, str]] = Counter()
+
+    def copying(body: dict[str, Any]) -> str:
+        anchor = body["messages"][-1]["content"]
+        side = "positive" if any(body["messages"][0]["content"].endswith(i.text) for i in POOLS.positive) else "negative"
+        sent[anchor, side] += 1
+        if side == "positive" and (anchor == dog or attempt_of(body) == 0):
+            return json.dumps({"sentence": anchor})  # a copy of the anchor: rejected
+        return json.dumps({"sentence": "A cat is resting by the barn." if anchor == cat else "No dog is near the river."})
+
+    tries: list[str] = []
+    complete = ChatClient.complete
+
+    def labelled(client: ChatClient, requests: Any, desc: str = "llm") -> Any:
+        tries.append(desc)
+        return complete(client, requests, desc)
+
+    monkeypatch.setattr(ChatClient, "complete", labelled)
+    cfg = SynthConfig(n_partial=2, exemplar_block=1)
+    with FakeOpenAIServer(copying, api_key=KEY) as server, open_client(fake_llm(server, tmp_path)) as client:
+        states, resampled = pipelines.annotate([dog, cat], client, cfg, POOLS, 42, True, 2, "partial")
+    assert sent == {(dog, "positive"): 3, (dog, "negative"): 1, (cat, "positive"): 2, (cat, "negative"): 3}
+    assert tries == [f"partial annotate (try {k})" for k in (1, 2, 3, 4)]  # cat's negative: tries 1, 3 and 4
+    assert states[0]["positive"].reason == "copies_anchor" and states[1]["negative"].reason == "equals_positive"
+    assert resampled == {"positive_copies_anchor": 3, "negative_equals_positive": 2}
+
+
 def test_the_self_check_stops_at_the_budget_and_fails_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNCSE_TEST_KEY", KEY)
     cfg = SynthConfig(n_partial=len(ANCHORS), exemplar_block=1, self_check=True)
