@@ -9,8 +9,9 @@ anchor scores cos 1 and fails any positive margin; a negative equal to its posit
 0. Drops are counted under the reason `margin`; the judge's mean cosines over the triplets before
 and after the filter go to the metrics. With `keep_pairs` (`synth.on_bad_negative: pair`) a
 triplet below the margin is not dropped: it keeps its anchor and positive as a pair (negative
-None, the lost negative and its margin in `meta["dropped_negative"]`) and trains with in-batch
-negatives only (`syncse.losses`).
+None, the lost negative in `meta["dropped_negative"]`, without its margin: a judge's cosines move in the
+4th decimal between CPUs, and the rows must not, or a replay on another machine would make every model
+trained on them stale) and trains with in-batch negatives only (`syncse.losses`).
 
 References:
     GCSE (ACL 2025): a frozen encoder keeps generated pairs by their cosine to the anchor.
@@ -75,16 +76,17 @@ def margin_filter(
     logger.info("margin filter (>= %s): %d of %d triplets pass; the others are %s", margin, int(keep.sum()),
                 len(triplets), "kept as pairs" if keep_pairs else "dropped")
     if keep_pairs:
-        pairs = [t if k else as_pair(t, float(m)) for t, k, m in zip(triplets, keep, margins)]
+        pairs = [t if k else as_pair(t) for t, k in zip(triplets, keep)]
         return MarginResult(pairs, metrics=metrics)
     rejected = [{"anchor": t.anchor, "side": "negative", "output": t.negative, "reason": REASON,
                  "margin": round(float(m), 4)} for t, k, m in zip(triplets, keep, margins) if not k]
     return MarginResult([t for t, k in zip(triplets, keep) if k], rejected, metrics)
 
 
-def as_pair(triplet: Triplet, margin: float) -> Triplet:
-    """`triplet` without its negative, which `meta["dropped_negative"]` keeps with its judge margin."""
-    dropped = {"text": triplet.negative, "reason": REASON, "margin": round(margin, 4)}
+def as_pair(triplet: Triplet) -> Triplet:
+    """`triplet` without its negative, which `meta["dropped_negative"]` keeps (not its margin, a float that
+    differs between machines: the training rows are the same bytes wherever the bank is replayed)."""
+    dropped = {"text": triplet.negative, "reason": REASON}
     return replace(triplet, negative=None, meta={**triplet.meta, "dropped_negative": dropped})
 
 
