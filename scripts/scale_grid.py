@@ -81,12 +81,16 @@ def main() -> None:
     parser.add_argument("--queue", action="store_true", help="queue each recipe (--lr x --epochs) and size not yet in the grid")
     parser.add_argument("--lr", type=float, nargs="+", default=[1e-4, 3e-5], help="the grid's learning rates")
     parser.add_argument("--epochs", type=float, nargs="+", default=[1.0, 2.0], help="the grid's epochs")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="queue these sizes only (default: every size of the study), e.g. one a session can finish")
     args = parser.parse_args()
     params = load_params("params.yaml", "scale")
     study_sizes = sizes(params.scale)
     grid = current_grid(args.num, Path(args.bank), study_sizes)
     if args.queue:
-        queued = queue_missing(grid, list(params.train.variants), study_sizes, args.lr, args.epochs)
+        if unknown := set(args.sizes or []) - set(study_sizes):
+            parser.error(f"--sizes {sorted(unknown)}: not a size of the study ({study_sizes})")
+        queued = queue_missing(grid, list(params.train.variants), args.sizes or study_sizes, args.lr, args.epochs)
         print(f"{queued} experiment(s) queued: `dvc queue start -j 1`, then this script again without --queue")
         return
     print(grid_markdown(grid))

@@ -426,7 +426,8 @@ def test_the_grid_bank_keeps_every_run_by_commit(tmp_path: Path) -> None:
 def test_the_grid_script_queues_each_size_and_recipe_not_yet_banked(tmp_path: Path) -> None:
     """`scale_grid.py --queue` on a study whose bank holds one complete run (N=500, lr 1e-4, 2 epochs, at HEAD's inputs)
     and one of older inputs: it queues every other recipe at 500 and all four at each other size, each experiment
-    training that size's points alone with one seed; with experiments queued, reading the grid refuses."""
+    training that size's points alone with one seed (`--sizes` limits it to the sizes named, and refuses one the study
+    lacks); with experiments queued, reading the grid refuses."""
     root = _project(tmp_path)
     shutil.copytree(REPO / "scripts", root / "scripts")
     (root / "data.dvc").write_text("outs:\n- md5: aaa.dir\n  path: data\n")
@@ -440,6 +441,12 @@ def test_the_grid_script_queues_each_size_and_recipe_not_yet_banked(tmp_path: Pa
         {"name": "kept", "rev": "r1", "inputs": head, "sizes": recipe, "dev": dev},
         {"name": "old", "rev": "r0", "inputs": "other", "sizes": {**recipe, "1500": {"lr": 1e-4, "epochs": 1.0, "eval_steps": 8}},
          "dev": {scale.point_name(v, 1500): 60.0 for v in variants}}]))
+    bad = subprocess.run([sys.executable, "scripts/scale_grid.py", "--queue", "--sizes", "700"], cwd=root,
+                         capture_output=True, text=True, env=cli_env())
+    assert bad.returncode == 2 and "--sizes [700]: not a size of the study" in bad.stderr
+    one = run_cli([sys.executable, "scripts/scale_grid.py", "--queue", "--sizes", "1500", "--epochs", "1"], root)
+    assert one.count("queued N=") == 2 and one.count("queued N=1,500") == 2 and "epochs=2" not in one
+    run_cli(["dvc", "queue", "remove", "--queued"], root)
     out = run_cli([sys.executable, "scripts/scale_grid.py", "--queue"], root)
     assert out.count("queued N=") == 4 * len(study_sizes) - 1 and "queued N=500 lr=0.0001 epochs=2" not in out
     assert "queued N=1,500 lr=0.0001 epochs=1" in out  # the older run does not count
