@@ -86,10 +86,10 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params("params.yaml", "scale")
     study_sizes = sizes(params.scale)
+    if unknown := set(args.sizes or []) - set(study_sizes):
+        parser.error(f"--sizes {sorted(unknown)}: not a size of the study ({study_sizes})")
     grid = current_grid(args.num, Path(args.bank), study_sizes)
     if args.queue:
-        if unknown := set(args.sizes or []) - set(study_sizes):
-            parser.error(f"--sizes {sorted(unknown)}: not a size of the study ({study_sizes})")
         queued = queue_missing(grid, list(params.train.variants), args.sizes or study_sizes, args.lr, args.epochs)
         print(f"{queued} experiment(s) queued: `dvc queue start -j 1`, then this script again without --queue")
         return
