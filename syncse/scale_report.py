@@ -177,7 +177,9 @@ def scale_reading(curve: pd.DataFrame, base: float, tie_margin: float) -> str:
 
 def plot_curve(curve: pd.DataFrame, base: float, anchors: Mapping[str, float]) -> plt.Figure:
     """STS avg against N (log scale): a line per variant (mean over seeds, a band of ± one std), the
-    base zero-shot and each shipped anchor as horizontal lines; absent points are left out."""
+    base zero-shot and each shipped anchor as horizontal lines; absent points are left out. The y axis spans
+    the lines and the base only, so that gaps of a point stay visible: an anchor beyond it (the shipped
+    models score some 20 points higher) keeps its line and score in the legend, marked as off the axis."""
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     for line, group in curve[curve.absent.eq("")].groupby("line", sort=False):
         group = group.sort_values("size")
@@ -185,8 +187,11 @@ def plot_curve(curve: pd.DataFrame, base: float, anchors: Mapping[str, float]) -
         (drawn,) = ax.plot(group["size"], group.avg, marker="o", label=line_label(line))
         ax.fill_between(group["size"], group.avg - spread, group.avg + spread, color=drawn.get_color(), alpha=0.2)
     ax.axhline(base, color="0.3", linestyle="--", linewidth=1, label=f"base zero-shot ({base:.2f})")
+    low, high = ax.get_ylim()
     for i, (name, score) in enumerate(anchors.items()):
-        ax.axhline(score, color=f"C{7 + i}", linestyle=":", linewidth=1.2, label=f"{name} (shipped, {score:.2f})")
+        off = ", above the axis" if score > high else ", below the axis" if score < low else ""
+        ax.axhline(score, color=f"C{7 + i}", linestyle=":", linewidth=1.2, label=f"{name} (shipped, {score:.2f}{off})")
+    ax.set_ylim(low, high)
     ax.set_xscale("log")
     study_sizes = sorted(curve["size"].unique())
     ax.set_xticks(study_sizes, [f"{n:,}" for n in study_sizes])

@@ -285,12 +285,14 @@ def test_one_seed_points_fall_back_to_the_tie_margin(tmp_path: Path) -> None:
 
 
 def test_the_figure_has_a_line_and_band_per_variant_and_the_reference_lines(curve, tmp_path: Path) -> None:
-    fig = scale_report.plot_curve(curve, base=54.32, anchors={"all-MiniLM-L6-v2": 78.88})
+    fig = scale_report.plot_curve(curve, base=54.32, anchors={"all-MiniLM-L6-v2": 78.88, "near": 57.0})
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     drawn = {line.get_label(): line for line in ax.get_lines()}
     assert set(drawn) == {"unsup-SimCSE", "sup-SimCSE", "SynCSE-partial", "SynCSE-scratch", "SynCSE-partial (pairs kept)",
-                          "base zero-shot (54.32)", "all-MiniLM-L6-v2 (shipped, 78.88)"}
+                          "base zero-shot (54.32)", "all-MiniLM-L6-v2 (shipped, 78.88, above the axis)", "near (shipped, 57.00)"}
+    low, high = ax.get_ylim()  # the axis spans the lines and the base, not the far anchor
+    assert low < 54.32 and 60.1 < high < 78.88
     assert list(drawn["SynCSE-scratch"].get_xdata()) == [100, 1000]  # the absent point is not drawn
     assert list(drawn["sup-SimCSE"].get_ydata()) == [56.0, 58.0, 60.0]
     assert list(drawn["base zero-shot (54.32)"].get_ydata()) == [54.32, 54.32]
